@@ -1,0 +1,76 @@
+"""`walt-probe`: one entry point, one subcommand per stage of the study.
+
+Each subcommand lives in its own module under `runners/` and exposes
+  add_arguments(parser)            optional, subcommand-specific flags
+  main(args, gin_args) -> int      runs after gin has been parsed and validated
+  USES_GIN = True|False            optional; False skips gin parsing (e.g. `report`)
+
+The CLI parses and validates gin *before* importing anything heavy, so a typo in a binding
+costs a second, not a model build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from runners import gin_setup
+
+COMMANDS = {
+    "pretrain": ("runners.pretrain", "train the tokenizer, then I-WALT or V-WALT (diffusion)"),
+    "extract": ("runners.extract", "cache captured activations for a grid's blocks at one t"),
+    "probe": ("runners.probe", "train and evaluate one readout on one block at one t"),
+    "sweep": ("runners.sweep", "Ray Tune grid of probes (block x timestep, scale, variants)"),
+    "report": ("runners.report", "collect sweep results into a CSV, the paper's plots, summary.md"),
+    "visualize": ("runners.visualize", "parameter tables, contact sheets, PCA of features"),
+}
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="walt-probe",
+        description="What do image and video diffusion models know? Pretrain I-WALT / V-WALT, "
+                    "capture their activations at a noise level and block, train readouts, sweep "
+                    "grids with Ray Tune, draw the comparison plots. Every component is chosen by "
+                    "gin: --gin_file (repeatable), --gin_bindings / --gin_param (repeatable), "
+                    "--gin.Name.param=value, --gin_search_paths.",
+        epilog="Run 'walt-probe COMMAND --help' for a command's flags.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        gin_setup.add_gin_flags(p)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name != module_name:
+                raise
+            module = None
+        if module is not None and hasattr(module, "add_arguments"):
+            module.add_arguments(p)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = gin_setup.rewrite_shorthand(sys.argv[1:] if argv is None else list(argv))
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    module = modules[args.command]
+    if module is None:
+        print(f"walt-probe {args.command}: this command is not part of this build.", file=sys.stderr)
+        return 2
+    try:
+        gin_args = gin_setup.gin_args_from(args)
+        if getattr(module, "USES_GIN", True):
+            gin_setup.parse(gin_args)
+    except gin_setup.GinError as err:
+        print(f"walt-probe {args.command}: gin error: {err}", file=sys.stderr)
+        return 2
+    return int(module.main(args, gin_args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

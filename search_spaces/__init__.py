@@ -1,0 +1,1 @@
+"""Ray Tune search spaces: gin binding string -> tune spec. Imports only ray.tune."""

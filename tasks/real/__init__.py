@@ -1,0 +1,1 @@
+"""Readers for the real evaluation datasets in their standard on-disk formats."""
