@@ -1,0 +1,201 @@
+"""Shared plumbing of the real-dataset readers: path checks, errors, skips, images, windows.
+
+Every reader turns a standard on-disk layout into items with the `tasks/task.py` keys. Two
+kinds of bad input exist:
+
+* input that would change the evaluation set if ignored (a missing split, a label outside the
+  class list, an image that does not decode): a `DatasetFormatError` naming the file, what was
+  expected and how to fix it;
+* input the paper's protocol allows to drop (a Kinetics video that is not on disk, a scene too
+  short for a 17-frame clip): a logged skip, recorded in `dataset.skipped` as (path, reason)
+  pairs so a run's results can report how many examples were left out.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from einops import rearrange
+
+log = logging.getLogger("tasks.real")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".mpeg")
+
+
+class DatasetFormatError(ValueError):
+    """The data on disk does not match the layout a reader expects; the message names the
+    file, what was expected and, where there is one, the fix."""
+
+
+def require_dir(path: str | Path, what: str, hint: str = "") -> Path:
+    """`path` as a Path, or a DatasetFormatError saying which folder was expected there."""
+    p = Path(path).expanduser()
+    if not p.is_dir():
+        raise DatasetFormatError(f"{what}: folder not found: {p}.{' ' + hint if hint else ''}")
+    return p
+
+
+def require_file(path: str | Path, what: str, hint: str = "") -> Path:
+    """`path` as a Path, or a DatasetFormatError saying which file was expected there."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise DatasetFormatError(f"{what}: file not found: {p}.{' ' + hint if hint else ''}")
+    return p
+
+
+def find_first(candidates: Sequence[Path], what: str) -> Path:
+    """The first existing path among `candidates`, or an error listing every place looked."""
+    for c in candidates:
+        if c.exists():
+            return c
+    looked = "\n  ".join(str(c) for c in candidates)
+    raise DatasetFormatError(f"{what}: none of these exist:\n  {looked}")
+
+
+class SkipLog:
+    """Mixin: examples left out at indexing time, each logged once and kept for the results.
+
+    `skipped` is a list of (path, reason); `len(dataset.skipped)` is the count to report.
+    """
+
+    skipped: list[tuple[str, str]]
+
+    def _skip(self, path: str | Path, reason: str) -> None:
+        if not hasattr(self, "skipped"):
+            self.skipped = []
+        self.skipped.append((str(path), reason))
+        log.warning("skipping %s: %s", path, reason)
+
+    def _report_skips(self, name: str) -> None:
+        skipped = getattr(self, "skipped", [])
+        if not hasattr(self, "skipped"):
+            self.skipped = []
+        if skipped:
+            log.warning("%s: %d example(s) skipped (see dataset.skipped)", name, len(skipped))
+
+
+def decode_image(data: bytes | str | Path, source: str = "") -> np.ndarray:
+    """Decodes an image file or its bytes to uint8 (H, W, 3) RGB.
+
+    Raises DatasetFormatError naming `source` (or the path) when it does not decode.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = source or ("<image bytes>" if isinstance(data, bytes) else str(data))
+    try:
+        fh = io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")
+        with fh, Image.open(fh) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DatasetFormatError(f"image does not decode: {name} (expected a JPEG/PNG readable "
+                                 f"by PIL; {type(err).__name__}: {err}). Re-extract or remove "
+                                 f"the file.") from err
+
+
+def read_depth_png(path: Path) -> np.ndarray:
+    """A 16-bit depth PNG (ScanNet: millimetres, 0 = invalid) as uint16 (H, W)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            arr = np.asarray(img)
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as err:
+        raise DatasetFormatError(f"depth image does not decode: {path} (expected a uint16 PNG "
+                                 f"of millimetres; {type(err).__name__}: {err})") from err
+    if arr.ndim != 2 or arr.dtype not in (np.uint16, np.int32, np.uint8):
+        raise DatasetFormatError(f"depth image {path} has shape {arr.shape} dtype {arr.dtype}; "
+                                 f"expected a single-channel uint16 PNG (millimetres)")
+    return arr.astype(np.uint16)
+
+
+def window_start(num_available: int, span: int, mode: str, generator: torch.Generator | None = None) -> int:
+    """First frame of a temporal window of `span` frames out of `num_available`.
+
+    mode: 'random' (uniform over every start that fits; training), 'first' (frame 0),
+    'center' (the middle window). A video shorter than `span` starts at 0.
+    """
+    last = max(num_available - span, 0)
+    if mode == "first":
+        return 0
+    if mode == "center":
+        return last // 2
+    if mode == "random":
+        # torch's RNG, so torch.manual_seed and DataLoader worker seeding make it reproducible.
+        return int(torch.randint(0, last + 1, (), generator=generator))
+    raise ValueError(f"unknown window mode '{mode}'; expected 'random', 'first' or 'center'")
+
+
+def window_indices(start: int, num_frames: int, stride: int, num_available: int) -> np.ndarray:
+    """Frame indices start, start + stride, ... (num_frames of them), clamped to the last frame.
+
+    Clamping repeats the last frame of a video shorter than the window (the usual padding of
+    video classification pipelines); it is documented in docs/real_datasets.md.
+    """
+    idx = start + stride * np.arange(num_frames)
+    return np.minimum(idx, num_available - 1)
+
+
+def short_side_crop_geometry(height: int, width: int, resize_to: int, crop: int,
+                             offset: tuple[int, int] | None = None) -> tuple[float, float, int, int]:
+    """Geometry of 'resize the short side to `resize_to`, then crop `crop` x `crop`'.
+
+    Returns (scale_y, scale_x, top, left): a pixel coordinate (x, y) of the source maps to
+    (x * scale_x - left, y * scale_y - top) in the crop. `offset` is (top, left) of the crop in
+    the resized image; None means the centre crop.
+    """
+    s = resize_to / min(height, width)
+    new_h, new_w = max(round(height * s), crop), max(round(width * s), crop)
+    if offset is None:
+        top, left = (new_h - crop) // 2, (new_w - crop) // 2
+    else:
+        top, left = offset
+    return new_h / height, new_w / width, top, left
+
+
+def resize_short_crop(frames: torch.Tensor, resize_to: int, crop: int,
+                      offset: tuple[int, int] | None = None, nearest: bool = False) -> torch.Tensor:
+    """frames: (..., C, H, W) -> (..., C, crop, crop), resized so the short side is `resize_to`.
+
+    `nearest` keeps values such as depth (0 = invalid must stay 0, not blend with neighbours).
+    """
+    from torchvision.transforms.v2 import functional as F
+    from torchvision.transforms import InterpolationMode
+
+    h, w = frames.shape[-2:]
+    sy, sx, top, left = short_side_crop_geometry(h, w, resize_to, crop, offset)
+    size = [round(h * sy), round(w * sx)]
+    mode = InterpolationMode.NEAREST if nearest else InterpolationMode.BILINEAR
+    out = F.resize(frames, size, interpolation=mode, antialias=not nearest)
+    return out[..., top:top + crop, left:left + crop]
+
+
+def scale_intrinsics(k: np.ndarray, scale_y: float, scale_x: float, top: int, left: int) -> np.ndarray:
+    """Pixel-unit K (3, 3) of the source raster -> K of the resized and cropped raster.
+
+    With the pixel-centre convention of tasks/task.py, resizing scales x by scale_x (cx
+    included) and cropping shifts the principal point by the crop offset.
+    """
+    k = np.asarray(k, dtype=np.float64).copy()
+    k[0, :] *= scale_x
+    k[1, :] *= scale_y
+    k[0, 2] -= left
+    k[1, 2] -= top
+    k[2] = [0.0, 0.0, 1.0]
+    return k.astype(np.float32)
+
+
+def to_chw(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (T, H, W, 3) numpy -> uint8 (T, 3, H, W) tensor (what torchvision transforms take)."""
+    return rearrange(torch.from_numpy(np.ascontiguousarray(frames)), "T H W c -> T c H W", c=3)
+
+
+def to_thwc(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (T, 3, H, W) -> contiguous uint8 (T, H, W, 3), the item layout of tasks/task.py."""
+    return rearrange(frames, "T c H W -> T H W c", c=3).contiguous()
