@@ -1,0 +1,102 @@
+"""MooG-style recurrent tracking readout for points and boxes.
+
+Paper 3.4 / App. D.5-D.6; mechanics of MooG's `ConditionalAutoregressiveReadout` over a
+`TransformerReadout` corrector (probing_spec.md, 5.1):
+  1. z0 = MLP(Fourier(query))                    per-track latent (L = 512)
+  2. for each frame t (features resampled in time to the clip's frames beforehand):
+       s   = z0 where t is the track's query frame, else s
+       c_t = s + Corrector(s, F_t)               Linear -> 3 cross-attention blocks -> LN -> Linear
+       s   = LN_state(c_t + Predictor(c_t))      MLP predictor for the next frame
+  3. heads on every c_t: values = sigmoid(MLP(c_t)) (points: (x, y), boxes: (x0, y0, x1, y1),
+     normalised to [0, 1]); logits = MLP(c_t) = [visibility, certainty].
+Counts at D = 1024: 12,897,668 (points), 12,931,462 (boxes); in general 9,751,940 + 3,072 D
+for points.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from readouts.layers import (CrossAttentionBlock, Mlp, check_activations, fourier_features,
+                             lecun_init_, scale_norm)
+
+COORDS = {"points": 2, "boxes": 4}
+
+
+class TrackingReadout(nn.Module):
+    """Tracks queries through (b, T, h, w, D) activations.
+
+    feature_dim: D. kind: "points" (queries (x, y)) or "boxes" (queries (x0, y0, x1, y1)), both
+    normalised to [0, 1] of the frame width / height.
+    latent_size / qkv_size / num_heads / mlp_size / num_layers: corrector sizes (paper: 512, 512,
+    8, 2048, 3). num_fourier_bases: K of the query encoding.
+    forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
+    -> {"values": (b, q, T, 2|4) in [0, 1], "logits": (b, q, T, 2) [visibility, certainty]}.
+    """
+
+    def __init__(self, feature_dim: int, kind: str = "points", *, latent_size: int = 512,
+                 qkv_size: int = 512, num_heads: int = 8, mlp_size: int = 2048,
+                 num_layers: int = 3, num_fourier_bases: int = 16):
+        super().__init__()
+        if kind not in COORDS:
+            raise ValueError(f"kind must be one of {sorted(COORDS)}; received '{kind}'")
+        self.feature_dim, self.kind, self.num_fourier_bases = feature_dim, kind, num_fourier_bases
+        coords = COORDS[kind]
+        # 1. initialiser
+        self.init_mlp = Mlp(2 * coords * num_fourier_bases, latent_size, latent_size)
+        # 2. corrector, predictor, state norm
+        self.corrector_in = nn.Linear(latent_size, latent_size)
+        self.corrector = nn.ModuleList(
+            CrossAttentionBlock(latent_size, feature_dim, qkv_size=qkv_size,
+                                num_heads=num_heads, mlp_size=mlp_size)
+            for _ in range(num_layers))
+        self.corrector_norm = scale_norm(latent_size)
+        self.corrector_out = nn.Linear(latent_size, latent_size)
+        self.predictor = Mlp(latent_size, latent_size, latent_size)
+        self.state_norm = scale_norm(latent_size, eps=1e-4)
+        # 3. heads
+        self.value_head = Mlp(latent_size, latent_size, coords)
+        self.logit_head = Mlp(latent_size, latent_size, 2)
+        lecun_init_(self)
+
+    def correct(self, state: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+        """state (b, q, L), frame tokens (b, n, D) -> corrected state (b, q, L)."""
+        h = self.corrector_in(state)
+        for block in self.corrector:
+            h = block(h, frame)
+        return state + self.corrector_out(self.corrector_norm(h))
+
+    def forward(self, x: torch.Tensor, queries: torch.Tensor,
+                query_frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        check_activations(x, self.feature_dim, head=type(self).__name__)
+        coords = COORDS[self.kind]
+        if queries.ndim != 3 or queries.shape[0] != x.shape[0] or queries.shape[-1] != coords:
+            raise ValueError(f"{type(self).__name__}({self.kind}): queries must be "
+                             f"(b={x.shape[0]}, q, {coords}); received {tuple(queries.shape)}")
+        if query_frames is None:
+            query_frames = queries.new_zeros(queries.shape[:2], dtype=torch.long)
+        # 1.
+        z0 = self.init_mlp(fourier_features(queries.to(x.dtype), self.num_fourier_bases))
+        tokens = rearrange(x, "b t h w d -> t b (h w) d")
+        # 2.
+        state, corrected = z0, []
+        for t, frame in enumerate(tokens):
+            state = torch.where((query_frames == t)[..., None], z0, state)
+            c_t = self.correct(state, frame)
+            corrected.append(c_t)
+            state = self.state_norm(c_t + self.predictor(c_t))
+        latents = torch.stack(corrected, dim=2)                      # (b, q, T, L)
+        # 3.
+        return {"values": torch.sigmoid(self.value_head(latents)),
+                "logits": self.logit_head(latents)}
+
+
+def predicted_visible(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """(..., 2) [visibility, certainty] logits -> bool visible.
+
+    Paper: visible iff it is predicted visible and the certainty of its location exceeds 50%;
+    as in MooG / TAPIR: sigmoid(visibility) * sigmoid(certainty) > threshold.
+    """
+    return torch.sigmoid(logits[..., 0]) * torch.sigmoid(logits[..., 1]) > threshold
