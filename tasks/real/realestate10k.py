@@ -74,7 +74,7 @@ class RealEstate10K(SkipLog):
         split = "test" if split == "val" and not (root / "val").is_dir() else split
         cam_dir = require_dir(root / split, f"RealEstate10K split '{split}'",
                               f"expected the camera files {root / split}/<sequence>.txt")
-        frames_root = Path(frames_dir) if frames_dir else root / "frames" / split
+        frames_root = Path(frames_dir.format(split=split)) if frames_dir else root / "frames" / split
         self.train, self.image_size = split == "train", image_size
         self.num_frames, self.stride = num_frames, stride
         self.scales = self._load_scales(translation_scale)

@@ -222,6 +222,8 @@ def video_split(dataset: str, root: str | Path, split: str, num_classes: int | N
         raise DatasetFormatError(f"{dataset} at {root}: the class list has {found} classes, "
                                  f"expected {num_classes}; set num_classes={found} (or None) to "
                                  f"probe a subset on purpose")
-    return VideoClassificationDataset(samples, image_size=image_size, train=split == "train",
-                                      num_frames=num_frames, stride=stride, flip=flip,
-                                      backend=backend, skipped=skipped, name=f"{dataset}/{split}")
+    ds = VideoClassificationDataset(samples, image_size=image_size, train=split == "train",
+                                    num_frames=num_frames, stride=stride, flip=flip,
+                                    backend=backend, skipped=skipped, name=f"{dataset}/{split}")
+    ds.num_classes = found
+    return ds
