@@ -28,7 +28,12 @@ COMMANDS = {
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if a in COMMANDS), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict]:
+    """The parser; only the chosen command's module is imported (keeps --help and errors fast)."""
     parser = argparse.ArgumentParser(
         prog="walt-probe",
         description="What do image and video diffusion models know? Pretrain I-WALT / V-WALT, "
@@ -42,6 +47,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         gin_setup.add_gin_flags(p)
+        if name != _chosen_command(argv):
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as err:
@@ -56,18 +63,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = gin_setup.rewrite_shorthand(sys.argv[1:] if argv is None else list(argv))
-    parser, modules = build_parser()
+    parser, modules = build_parser(argv)
     args = parser.parse_args(argv)
-    module = modules[args.command]
-    if module is None:
-        print(f"walt-probe {args.command}: this command is not part of this build.", file=sys.stderr)
-        return 2
+    module = modules.get(args.command)
     try:
         gin_args = gin_setup.gin_args_from(args)
         if getattr(module, "USES_GIN", True):
             gin_setup.parse(gin_args)
     except gin_setup.GinError as err:
         print(f"walt-probe {args.command}: gin error: {err}", file=sys.stderr)
+        return 2
+    if module is None:
+        print(f"walt-probe {args.command}: this command is not part of this build.", file=sys.stderr)
         return 2
     return int(module.main(args, gin_args) or 0)
 

@@ -9,7 +9,8 @@ import gin
 
 from runners import settings
 
-gin.external_configurable(settings.Run, "Run")
+# Commands build their settings through this wrapped class so gin bindings apply.
+Run = gin.external_configurable(settings.Run, "Run")
 
 # One registration module per library folder, each owned by that folder's maintainers.
 from runners import gin_walt, gin_readouts, gin_tasks, gin_tasks_real, gin_runners  # noqa: E402,F401

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import tempfile
+import tokenize
 from pathlib import Path
 from typing import Sequence
 
@@ -106,7 +107,7 @@ def resolve_gin_file(name: str, search_paths: Sequence[str]) -> str:
 
 def _registered_names() -> list[str]:
     names = set()
-    for key in gin.config._REGISTRY.keys():  # selectors such as 'walt.WALT'; both forms are valid
+    for key, _ in gin.config._REGISTRY.items():  # full selectors and their short names are both valid
         names.add(key)
         names.add(key.split(".")[-1])
     return sorted(names)
@@ -172,7 +173,7 @@ def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = Tr
                            f"it would change nothing.{hint}")
         try:
             gin.parse_config(binding)
-        except (ValueError, KeyError, SyntaxError, TypeError) as err:
+        except (ValueError, KeyError, SyntaxError, TypeError, tokenize.TokenError) as err:
             raise GinError(_explain(binding, err)) from err
     if finalize:
         gin.finalize()
