@@ -1,3 +1,22 @@
-"""Gin registrations for `walt/` (short names used in gin files and --gin bindings)."""
+"""Gin registrations for `walt/` (short names used in gin files and --gin bindings).
 
-import gin  # noqa: F401
+  Backbone        walt.build.build_backbone: `backbone = @Backbone()` with Backbone.size,
+                  Backbone.variant, Backbone.walt_checkpoint, ... (gin/backbones/*.gin)
+  Tokenizer       walt.Tokenizer (constructor kwargs), TokenizerFromSize: Tokenizer.from_size
+  WALT            walt.WALT (constructor kwargs), WALTFromSize: WALT.from_size
+  NoiseSchedule   walt.NoiseSchedule
+"""
+
+import gin
+
+from walt.build import build_backbone
+from walt.noise import NoiseSchedule
+from walt.tokenizer import Tokenizer
+from walt.transformer import WALT
+
+gin.external_configurable(build_backbone, "Backbone")
+gin.external_configurable(Tokenizer, "Tokenizer", module="walt")
+gin.external_configurable(Tokenizer.from_size, "TokenizerFromSize", module="walt")
+gin.external_configurable(WALT, "WALT", module="walt")
+gin.external_configurable(WALT.from_size, "WALTFromSize", module="walt")
+gin.external_configurable(NoiseSchedule, "NoiseSchedule", module="walt")

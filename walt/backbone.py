@@ -1,0 +1,168 @@
+"""The Backbone contract (what every probed model implements) and WALT's implementation.
+
+  video uint8 (b, T, H, W, 3)
+    -> float in [-1, 1], (b, 3, T, H, W); images (T = 1) tiled to `num_frames` if asked
+    -> tokenizer.encode                        -> z0 (b, z, t, h, w), normalised
+    -> z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, eps fixed per example seed (eval) or fresh
+    -> WALT.forward_features (null text, zero self-conditioning), ONE pass up to the deepest block
+    -> {block: (b, t, h, w, D)} float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Iterable, Protocol, Sequence, runtime_checkable
+
+import torch
+from einops import rearrange, repeat
+from torch import Tensor
+
+from walt.noise import NoiseSchedule, eval_noise
+from walt.tokenizer import Tokenizer
+from walt.transformer import WALT
+
+
+@runtime_checkable
+class Backbone(Protocol):
+    """A frozen model whose activations readouts probe.
+
+    features(video, t, blocks, seeds=None) -> {block: (b, t', h', w', D)} from one forward pass.
+      video: uint8 (b, T, H, W, 3); t: noise timestep, int or (b,) long (backbones without noise
+      ignore it); blocks: indices in [0, num_blocks] (0 = embedding output); seeds: (b,) long
+      per-example seeds for any randomness (fixed evaluation noise), None = fresh randomness.
+    feature_dim: D.  num_blocks: L (valid blocks are 0..L).  name: short human-readable name.
+    fingerprint: stable string identifying weights + config + preprocessing (feature-cache key).
+    """
+
+    feature_dim: int
+    num_blocks: int
+    name: str
+
+    @property
+    def fingerprint(self) -> str: ...
+
+    def features(self, video: Tensor, t, blocks: Sequence[int],
+                 seeds: Tensor | None = None) -> dict[int, Tensor]: ...
+
+
+def resolve_blocks(spec, num_blocks: int) -> list[int]:
+    """Block selection -> sorted unique indices in [0, num_blocks].
+
+    spec: an int (a block index), a float in [0, 1] (a fraction of depth: round(f * L), so 0.66
+    of 24 -> 16 and 1.0 -> L), a string of either ('16', '0.66'), or an iterable of those.
+    """
+    items = [spec] if isinstance(spec, (int, float, str)) else list(spec)
+    out = set()
+    for item in items:
+        if isinstance(item, str):
+            item = float(item) if "." in item else int(item)
+        if isinstance(item, bool):
+            raise ValueError(f"block spec {item!r} is a bool; give an int or a fraction")
+        if isinstance(item, float):
+            if not 0.0 <= item <= 1.0:
+                raise ValueError(f"fractional block {item} must lie in [0, 1] (ints are indices)")
+            item = round(item * num_blocks)
+        item = int(item)
+        if not 0 <= item <= num_blocks:
+            raise ValueError(f"block {item} out of range: this backbone has blocks 0..{num_blocks}")
+        out.add(item)
+    if not out:
+        raise ValueError("no blocks requested")
+    return sorted(out)
+
+
+def video_to_model_input(video: Tensor) -> Tensor:
+    """uint8 (b, T, H, W, 3) -> float32 (b, 3, T, H, W) in [-1, 1]."""
+    if video.ndim != 5 or video.shape[-1] != 3:
+        raise ValueError(f"video must be uint8 (b, T, H, W, 3); got {tuple(video.shape)} "
+                         f"{video.dtype}")
+    if video.dtype != torch.uint8:
+        raise ValueError(f"video must be uint8 in [0, 255]; got {video.dtype}")
+    return rearrange(video, "b T H W c -> b c T H W").float() / 127.5 - 1.0
+
+
+class WALTBackbone(torch.nn.Module):
+    """WALT as a `Backbone`.
+
+    tokenizer, walt: the modules (frozen here: eval mode, no grad).
+    schedule: the forward process (default linear, zero terminal SNR).
+    repeat_images: a T = 1 input is tiled to `num_frames` frames (paper App. D.1); if False it
+      is encoded alone (one latent frame; V-WALT's STW blocks then use the identity mask).
+    num_frames: clip length the tokenizer expects (17 -> 5 latent frames).
+    weights_id: identifies the weights (e.g. checkpoint sha256s); None hashes the tensors.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, walt: WALT, schedule: NoiseSchedule | None = None,
+                 repeat_images: bool = True, num_frames: int = 17, weights_id: str | None = None):
+        super().__init__()
+        self.tokenizer = tokenizer.eval().requires_grad_(False)
+        self.walt = walt.eval().requires_grad_(False)
+        self.schedule = schedule or NoiseSchedule()
+        self.repeat_images = repeat_images
+        self.num_frames = num_frames
+        self._weights_id = weights_id
+
+    @property
+    def feature_dim(self) -> int:
+        return self.walt.width
+
+    @property
+    def num_blocks(self) -> int:
+        return self.walt.num_blocks
+
+    @property
+    def name(self) -> str:
+        return f"{'V' if self.walt.variant == 'video' else 'I'}-WALT-d{self.walt.width}-L{self.num_blocks}"
+
+    def _hash_tensors(self) -> str:
+        h = hashlib.sha256()
+        for module in (self.tokenizer, self.walt):
+            for key, tensor in sorted(module.state_dict().items()):
+                h.update(key.encode())
+                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex) of weights id + tokenizer/WALT configs (variant included) + schedule +
+        preprocessing. Tensor hashing happens once and is cached."""
+        if self._weights_id is None:
+            self._weights_id = self._hash_tensors()
+        blob = json.dumps({"weights": self._weights_id, "tokenizer": self.tokenizer.config,
+                           "walt": self.walt.config, "schedule": self.schedule.config,
+                           "repeat_images": self.repeat_images, "num_frames": self.num_frames},
+                          sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resolve_blocks(self, spec) -> list[int]:
+        """See module-level `resolve_blocks`."""
+        return resolve_blocks(spec, self.num_blocks)
+
+    @torch.no_grad()
+    def encode(self, video: Tensor) -> Tensor:
+        """uint8 (b, T, H, W, 3) -> normalised clean latents z0 (b, z, t, h, w) float32."""
+        device = self.walt.pos_temporal.device
+        x = video_to_model_input(video.to(device))
+        if x.shape[2] == 1 and self.repeat_images:
+            x = repeat(x, "b c 1 H W -> b c T H W", T=self.num_frames)
+        tok_dtype = next(self.tokenizer.parameters()).dtype
+        return self.tokenizer.encode(x.to(tok_dtype)).float()
+
+    @torch.no_grad()
+    def features(self, video: Tensor, t, blocks: Iterable[int] | int | float,
+                 seeds: Tensor | None = None) -> dict[int, Tensor]:
+        """video: uint8 (b, T, H, W, 3); t: int or (b,) long in [0, 1000); blocks: see
+        `resolve_blocks`; seeds: (b,) long -> fixed eval noise, None -> fresh noise.
+        Returns {block: (b, t', h', w', D) float32}, all blocks from one transformer pass.
+        """
+        blocks = self.resolve_blocks(blocks)
+        z0 = self.encode(video)                                        # (b, z, t, h, w)
+        b = z0.shape[0]
+        t = torch.as_tensor(t, dtype=torch.long, device=z0.device)
+        t = t.expand(b) if t.ndim == 0 else t
+        noise = (eval_noise(z0.shape, seeds, device=z0.device) if seeds is not None
+                 else torch.randn_like(z0))
+        z_t = self.schedule.add_noise(z0, noise, t)                    # (b, z, t, h, w)
+        feats = self.walt.forward_features(z_t, t, blocks)             # {l: (b, t, h, w, D)}
+        return {block: f.float() for block, f in feats.items()}

@@ -1,0 +1,145 @@
+"""Checkpoints: safetensors weights + a JSON sidecar with the constructor arguments.
+
+  <name>.safetensors   the state dict (buffers included, e.g. the tokenizer's latent statistics)
+  <name>.json          {"kind": "tokenizer" | "walt", "config": {...}, "format": 1, "meta": {...}}
+
+Both files are written atomically (temp file in the same folder + os.replace), weights first,
+so a reader that finds the JSON finds complete weights. Loading rebuilds the module from the
+JSON and checks every tensor's shape before copying, naming the first mismatch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from walt.tokenizer import Tokenizer
+from walt.transformer import WALT
+
+FORMAT_VERSION = 1
+KINDS = {"tokenizer": Tokenizer, "walt": WALT}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint does not fit the module it is loaded into; the message says which tensor."""
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON next to a weights file: walt.safetensors -> walt.json."""
+    return Path(path).with_suffix(".json")
+
+
+def _kind_of(module: nn.Module) -> str:
+    for kind, cls in KINDS.items():
+        if isinstance(module, cls):
+            return kind
+    raise TypeError(f"save_module saves Tokenizer or WALT modules, not {type(module).__name__}")
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_module(module: nn.Module, path: str | Path, dtype: torch.dtype | None = None,
+                meta: dict | None = None) -> Path:
+    """Saves a Tokenizer or WALT to `path` (.safetensors) and its sidecar JSON.
+
+    dtype: cast floating tensors (e.g. torch.bfloat16 for shipped checkpoints); None keeps them.
+    meta: extra JSON-able facts to record (training steps, data, command).
+    Returns the weights path.
+    """
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"checkpoint path must end in .safetensors, got '{path}'")
+    state = {}
+    for key, tensor in module.state_dict().items():
+        tensor = tensor.detach().cpu()
+        if dtype is not None and tensor.is_floating_point():
+            tensor = tensor.to(dtype)
+        state[key] = tensor.contiguous()
+    sidecar = {"kind": _kind_of(module), "config": module.config, "format": FORMAT_VERSION,
+               "meta": meta or {}}
+    _atomic(path, lambda tmp: save_file(state, tmp, metadata={"kind": sidecar["kind"]}))
+
+    def write_json(tmp):
+        with open(tmp, "w") as fh:
+            json.dump(sidecar, fh, indent=2, sort_keys=True)
+    _atomic(sidecar_path(path), write_json)
+    return path
+
+
+def read_sidecar(path: str | Path) -> dict:
+    """The sidecar JSON of a weights file, with a clear error when it is missing."""
+    side = sidecar_path(path)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint weights not found: '{path}'")
+    if not side.is_file():
+        raise FileNotFoundError(f"checkpoint '{path}' has no sidecar '{side}' (the JSON of "
+                                f"constructor arguments written by save_module)")
+    with open(side) as fh:
+        return json.load(fh)
+
+
+def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copies `state` into `module`, casting to the module's dtypes; raises CheckpointError
+    naming the first tensor whose shape differs (with both shapes) or listing missing and
+    unexpected keys."""
+    own = module.state_dict()
+    for key, tensor in state.items():
+        if key in own and tuple(own[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{source}: tensor '{key}' has shape {tuple(tensor.shape)} in the checkpoint but "
+                f"{tuple(own[key].shape)} in the model; the checkpoint was saved for another size "
+                f"or latent shape (check its .json config)")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{source}: state dict does not match the model; missing "
+                              f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
+                              f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    cast = {k: v.to(own[k].dtype) for k, v in state.items()}
+    module.load_state_dict(cast, strict=True)
+
+
+def _load(path: str | Path, kind: str, config_overrides: dict, device) -> nn.Module:
+    sidecar = read_sidecar(path)
+    if sidecar.get("kind") != kind:
+        raise CheckpointError(f"'{path}' holds a {sidecar.get('kind')} checkpoint, not a {kind}")
+    module = KINDS[kind](**{**sidecar["config"], **config_overrides})
+    load_state_checked(module, load_file(str(path)), str(path))
+    return module.to(device)
+
+
+def load_tokenizer(path: str | Path, device="cpu") -> Tokenizer:
+    """A Tokenizer (with its latent statistics) from `save_module`'s files."""
+    return _load(path, "tokenizer", {}, device)
+
+
+def load_walt(path: str | Path, variant: str | None = None, device="cpu") -> WALT:
+    """A WALT from `save_module`'s files; `variant` overrides the saved one (same tensors, so a
+    V-WALT checkpoint loads as I-WALT and vice versa)."""
+    return _load(path, "walt", {"variant": variant} if variant else {}, device)
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 hex digest of a file's bytes (checkpoint identity for the feature cache)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
