@@ -1,0 +1,284 @@
+"""On-disk cache of captured activations: one entry per (backbone, t, dataset, split, preprocessing, blocks).
+
+An entry is a folder of safetensors shards plus `manifest.json`:
+
+  <root>/<base16>-b<blocks8>/manifest.json        the full CacheKey, shard list, example counts
+  <root>/<base16>-b<blocks8>/shard_00000.safetensors
+      feat/<block>   (n, t, h, w, D) float16|bfloat16   activations of that block, example order
+      item/<key>     (n, ...)                           the item's non-video keys (label, index, ...)
+
+`base16` hashes every key field except the block set and `blocks8` hashes the block set, so the
+folder name is a hash of the whole key, and an entry holding a superset of the blocks a probe
+needs is found by globbing `<base16>-b*`. Reading always goes through a CacheKey and checks it
+against the manifest field by field: an entry written under a different key cannot be read.
+
+Writes are atomic at the entry level: shards and manifest go into a hidden `.partial-*` folder
+that is renamed into place only when complete. An interrupted extract leaves a `.partial-*`
+folder that no reader ever opens (`remove_stale_partials` deletes them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+class CacheKeyMismatch(RuntimeError):
+    """A cache folder's manifest does not match the key it was opened with."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheKey:
+    """Everything that determines the activations stored in one entry.
+
+    backbone: the backbone's `fingerprint` (weights + config).
+    timestep: diffusion timestep t in [0, 1000) the latents were noised to.
+    dataset: identity of the dataset (see `dataset_identity`).
+    split: 'train' | 'val' | ...
+    preprocessing: JSON-able dict of everything else that changes the stored values
+      (storage dtype, how the noise was seeded, ...).
+    blocks: sorted block indices stored (0 = embedding output).
+    """
+
+    backbone: str
+    timestep: int
+    dataset: str
+    split: str
+    preprocessing: Mapping
+    blocks: tuple[int, ...]
+
+    def __post_init__(self):
+        object.__setattr__(self, "blocks", tuple(sorted(int(b) for b in set(self.blocks))))
+        object.__setattr__(self, "timestep", int(self.timestep))
+
+    def base_fields(self) -> dict:
+        return {"format": FORMAT_VERSION, "backbone": self.backbone, "timestep": self.timestep,
+                "dataset": self.dataset, "split": self.split,
+                "preprocessing": dict(self.preprocessing)}
+
+    def to_json(self) -> dict:
+        return {**self.base_fields(), "blocks": list(self.blocks)}
+
+    @property
+    def base_digest(self) -> str:
+        return _digest(self.base_fields())[:16]
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.base_digest}-b{_digest(list(self.blocks))[:8]}"
+
+    def with_blocks(self, blocks: Sequence[int]) -> "CacheKey":
+        return dataclasses.replace(self, blocks=tuple(blocks))
+
+
+def dataset_identity(task_name: str, split: str, dataset, num_probe_items: int = 4) -> str:
+    """A string that changes when the dataset's content changes.
+
+    Uses the dataset's own `fingerprint` attribute when it has one; otherwise hashes the bytes of
+    a few evenly spaced items (every key, video included) together with the length, so a
+    regenerated or resized dataset never maps to the same cache entry.
+    """
+    n = len(dataset)
+    own = getattr(dataset, "fingerprint", None)
+    h = hashlib.sha256(f"{task_name}|{split}|{n}|{own}".encode())
+    if own is None and n:
+        for i in sorted({round(j * (n - 1) / max(num_probe_items - 1, 1)) for j in range(num_probe_items)}):
+            item = dataset[i]
+            for k in sorted(item):
+                v = item[k]
+                t = torch.as_tensor(v) if not isinstance(v, str) else None
+                h.update(k.encode())
+                h.update(v.encode() if t is None else t.contiguous().numpy().tobytes())
+    return f"{task_name}/{split}/n={n}/{h.hexdigest()[:16]}"
+
+
+def item_tensors(batch: Mapping) -> dict[str, torch.Tensor]:
+    """The numeric, non-video keys of a collated batch (what heads, losses and metrics read)."""
+    out = {}
+    for k, v in batch.items():
+        if k == "video" or isinstance(v, (str, list)):
+            continue
+        out[k] = torch.as_tensor(v).detach().cpu().contiguous()
+    return out
+
+
+class CacheWriter:
+    """Writes one entry: `add(features, batch)` per batch, then `commit()`; use as a context manager.
+
+    features: {block: (b, t, h, w, D)} for exactly `key.blocks`; batch: the collated items.
+    Shards hold `shard_size` examples. Nothing is visible under the entry's name until commit.
+    """
+
+    def __init__(self, root: str | Path, key: CacheKey, dtype: str = "float16", shard_size: int = 512):
+        if dtype not in DTYPES:
+            raise ValueError(f"cache dtype '{dtype}' is not supported; use one of {sorted(DTYPES)}")
+        self.root, self.key, self.dtype, self.shard_size = Path(root), key, dtype, shard_size
+        self.final = self.root / key.folder_name
+        self.tmp = self.root / f".partial-{key.folder_name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._buf: list[dict[str, torch.Tensor]] = []
+        self._buffered = 0
+        self._shards: list[dict] = []
+        self.num_examples = 0
+
+    def __enter__(self) -> "CacheWriter":
+        self.tmp.mkdir(parents=True)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None or self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return False
+
+    def add(self, features: Mapping[int, torch.Tensor], batch: Mapping) -> None:
+        if sorted(features) != list(self.key.blocks):
+            raise ValueError(f"features for blocks {sorted(features)} given; this entry stores "
+                             f"blocks {list(self.key.blocks)}")
+        entry = {f"feat/{b}": f.detach().to("cpu", DTYPES[self.dtype]) for b, f in features.items()}
+        entry.update({f"item/{k}": v for k, v in item_tensors(batch).items()})
+        sizes = {v.shape[0] for v in entry.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"features and items disagree on the batch size: {sorted(sizes)}")
+        self._buf.append(entry)
+        self._buffered += sizes.pop()
+        if self._buffered >= self.shard_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        tensors = {k: torch.cat([e[k] for e in self._buf]).contiguous() for k in self._buf[0]}
+        name = f"shard_{len(self._shards):05d}.safetensors"
+        save_file(tensors, str(self.tmp / f".{name}.tmp"))
+        os.replace(self.tmp / f".{name}.tmp", self.tmp / name)
+        self._shards.append({"file": name, "num_examples": self._buffered,
+                             "bytes": (self.tmp / name).stat().st_size})
+        self.num_examples += self._buffered
+        self._buf, self._buffered = [], 0
+
+    def commit(self, extra: Mapping | None = None) -> "CacheEntry":
+        """Writes the manifest and renames the folder into place (atomic); returns the entry."""
+        self._flush()
+        manifest = {"key": self.key.to_json(), "dtype": self.dtype, "num_examples": self.num_examples,
+                    "shards": self._shards, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                    **dict(extra or {})}
+        (self.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        try:
+            os.replace(self.tmp, self.final)
+        except OSError:
+            # Another process committed the same key first: keep theirs (identical by construction).
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            if not (self.final / MANIFEST).exists():
+                raise
+        return CacheEntry.open(self.root, self.key)
+
+
+class CacheEntry:
+    """A committed entry, opened through its key. Use `find` to locate one holding a block."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.manifest = path, manifest
+        self.blocks = tuple(manifest["key"]["blocks"])
+        self.num_examples = int(manifest["num_examples"])
+
+    @classmethod
+    def open(cls, root: str | Path, key: CacheKey) -> "CacheEntry":
+        """Opens the entry of exactly `key`; raises FileNotFoundError or CacheKeyMismatch."""
+        path = Path(root) / key.folder_name
+        manifest = json.loads((path / MANIFEST).read_text())
+        stored = manifest.get("key", {})
+        wanted = key.to_json()
+        diff = [f for f in wanted if stored.get(f) != wanted[f]]
+        if diff:
+            raise CacheKeyMismatch(
+                f"cache entry {path} was written for a different key (fields {diff} differ: "
+                f"stored {[stored.get(f) for f in diff]}, wanted {[wanted[f] for f in diff]}); "
+                f"delete that folder and extract again.")
+        for shard in manifest["shards"]:
+            f = path / shard["file"]
+            if not f.is_file() or f.stat().st_size != shard["bytes"]:
+                raise CacheKeyMismatch(f"cache shard {f} is missing or has the wrong size; delete "
+                                       f"{path} and extract again.")
+        return cls(path, manifest)
+
+    @classmethod
+    def find(cls, root: str | Path, key: CacheKey, blocks: Sequence[int] | None = None,
+             ) -> "CacheEntry | None":
+        """A committed entry whose key equals `key` except for a block set containing `blocks`.
+
+        blocks: the blocks needed (default: key.blocks).
+        """
+        needed = set(key.blocks if blocks is None else blocks)
+        root = Path(root)
+        if not root.is_dir():
+            return None
+        exact = root / key.folder_name
+        candidates = ([exact] if exact.is_dir() else []) + sorted(root.glob(f"{key.base_digest}-b*"))
+        for path in candidates:
+            try:
+                stored = json.loads((path / MANIFEST).read_text())["key"]
+                entry = cls.open(root, key.with_blocks(stored["blocks"]))
+            except (FileNotFoundError, KeyError, json.JSONDecodeError, CacheKeyMismatch):
+                continue
+            if needed <= set(entry.blocks):
+                return entry
+        return None
+
+    def load_shard(self, index: int, block: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(features (n, t, h, w, D) in the stored dtype, items {key: (n, ...)}) of one shard."""
+        if block not in self.blocks:
+            raise KeyError(f"block {block} is not in cache entry {self.path} (blocks {list(self.blocks)})")
+        with safe_open(str(self.path / self.manifest["shards"][index]["file"]), framework="pt") as f:
+            feats = f.get_tensor(f"feat/{block}")
+            items = {k[len("item/"):]: f.get_tensor(k) for k in f.keys() if k.startswith("item/")}
+        return feats, items
+
+    def iter_batches(self, block: int, batch_size: int, shuffle: bool = False,
+                     generator: torch.Generator | None = None, drop_last: bool = False,
+                     ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """One epoch of (features (b, t, h, w, D) float32, batch items) from the cache.
+
+        Shuffling is shard-local (shard order and order within a shard), so memory stays at
+        one shard whatever the dataset size.
+        """
+        order = list(range(len(self.manifest["shards"])))
+        if shuffle:
+            order = [order[i] for i in torch.randperm(len(order), generator=generator)]
+        for s in order:
+            feats, items = self.load_shard(s, block)
+            n = feats.shape[0]
+            idx = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+            stop = n - n % batch_size if drop_last and n >= batch_size else n
+            for start in range(0, stop, batch_size):
+                sel = idx[start:start + batch_size]
+                yield feats[sel].float(), {k: v[sel] for k, v in items.items()}
+
+
+def remove_stale_partials(root: str | Path, older_than_s: float = 24 * 3600) -> int:
+    """Deletes `.partial-*` folders left by interrupted extracts older than `older_than_s`."""
+    root, n = Path(root), 0
+    if root.is_dir():
+        for p in root.glob(".partial-*"):
+            if time.time() - p.stat().st_mtime > older_than_s:
+                shutil.rmtree(p, ignore_errors=True)
+                n += 1
+    return n

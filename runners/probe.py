@@ -1,0 +1,23 @@
+"""`walt-probe probe`: train and evaluate one readout on one block's activations at one timestep.
+
+  walt-probe probe --gin_file=experiments/probe_objects_small.gin [--gin.Probe.block=4]
+
+Prints one line (headline metric, direction, where the features came from) and writes
+metrics.json, operative_config.gin and a TensorBoard log to Run.output_dir. Exit status: 0 ok,
+1 when the loss diverged (no metric is reported), 2 on bad configuration.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(args, gin_args) -> int:
+    from runners import gin_setup, trial
+
+    try:
+        metrics = trial.run_probe(gin_args)
+    except (trial.ConfigError, gin_setup.GinError) as err:
+        print(f"walt-probe probe: {err}", file=sys.stderr)
+        return 2
+    return 0 if metrics["status"] == trial.STATUS_OK else 1

@@ -1,0 +1,372 @@
+"""`walt-probe sweep`: a Ray Tune grid of probes, each trial the same `run_probe` as `walt-probe probe`.
+
+  walt-probe sweep --gin_file=experiments/sweep_block_x_timestep.gin [--name NAME] [--no-dashboard]
+
+1. The driver reads `Sweep` from gin: the search space (gin binding -> tune spec, search_spaces/),
+   resources per trial, where results go, the dashboard.
+2. It prepares the feature caches the grid needs as Ray tasks, one per (feature-relevant grid
+   point: backbone, task, t, ...) x split, each storing every grid block from one pass, so an
+   L x T grid costs T backbone passes per split instead of L x T.
+3. A Tuner runs one trial per grid point. A trial receives plain data (absolute gin files,
+   search paths, CLI bindings, its own bindings), parses gin in its own process (files, CLI
+   bindings, then the trial's bindings), calls run_probe and reports the metrics.
+4. Rerunning the same command after a kill restores the experiment (Tuner.restore, errored
+   trials rerun); trial results live in <exp>/trials/<key>/ keyed by the trial's bindings, so a
+   finished trial is never run twice even if Ray's own state missed its end.
+5. A trial that raises is reported as errored with its message; the others finish. A summary and
+   (by default) `walt-probe report` output under <exp>/report/ close the run.
+
+The dashboard binds to 127.0.0.1:8265 (Ray 2.60 protects a local cluster with token auth:
+`ray get-auth-token` prints the token). With RAY_ADDRESS set the sweep joins that cluster.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from runners import gin_setup
+
+BLOCK_KEY = "Probe.block"
+# Bindings that change only the readout, not the captured activations: grid points that differ
+# only in these share one feature-cache entry (and one preparation task).
+READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size", "Probe.lr",
+                "Probe.warmup", "Probe.final_lr", "Probe.weight_decay", "Probe.log_every",
+                "Probe.num_workers", "Run.seed", "Run.output_dir")
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One sweep's settings (gin: `Sweep.<field>`).
+
+    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`.
+    name: experiment name; results go to <storage_path>/<name>.
+    storage_path: root folder of experiments (absolute, or relative to the cwd).
+    cpus_per_trial, gpus_per_trial: Ray resources of each trial and cache task (fractions allowed).
+    num_cpus, num_gpus: size of the local Ray node (None: the machine); ignored with RAY_ADDRESS.
+    max_concurrent_trials: None lets Ray fill the resources.
+    num_samples: repeats of the grid (seeds: bind Run.seed in the space instead for named seeds).
+    dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
+    prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
+    report: run `walt-probe report` into <exp>/report when the sweep ends.
+    """
+
+    space: Mapping[str, Any] | None = None
+    name: str = "sweep"
+    storage_path: str = "runs/sweeps"
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    max_concurrent_trials: int | None = None
+    num_samples: int = 1
+    dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    prepare_caches: bool = True
+    report: bool = True
+
+
+# ----------------------------------------------------------------------------- bindings
+
+def render_value(value) -> str:
+    """A Python value as gin text; strings starting with '@' or '%' are gin references."""
+    if isinstance(value, str) and value[:1] in "@%":
+        return value
+    return repr(value)
+
+
+def to_bindings(sample: Mapping[str, Any]) -> list[str]:
+    """A trial's sampled config {binding: value | bundle dict} -> ordered gin binding strings."""
+    out = []
+    for key in sorted(sample):
+        value = sample[key]
+        if isinstance(value, Mapping):
+            out += [f"{k} = {render_value(v)}" for k, v in sorted(value.items()) if k != "__name__"]
+        else:
+            out.append(f"{key} = {render_value(value)}")
+    return out
+
+
+def trial_key(sample: Mapping[str, Any], base: Mapping) -> str:
+    """A stable folder name for a trial: readable axes + a hash of everything that defines it."""
+    canon = json.dumps({"base": base, "sample": sample}, sort_keys=True, default=str)
+    digest = hashlib.sha256(canon.encode()).hexdigest()[:10]
+    parts = []
+    for key in sorted(sample):
+        value = sample[key]
+        if isinstance(value, Mapping):
+            value = value.get("__name__") or "+".join(str(v) for k, v in sorted(value.items()))
+        short = key.split(".")[-1]
+        parts.append(f"{short}={value}")
+    slug = "".join(c if c.isalnum() or c in "=.-+" else "_" for c in ",".join(parts))[:80]
+    return f"{slug}_{digest}" if slug else digest
+
+
+def expand_grid(space: Mapping[str, Any]) -> list[dict]:
+    """Every grid point of `space` (grid_search axes multiply; constants kept; other specs dropped)."""
+    axes = []
+    for key, spec in space.items():
+        if isinstance(spec, Mapping) and "grid_search" in spec:
+            axes.append([(key, v) for v in spec["grid_search"]])
+        elif not hasattr(spec, "sample"):  # a constant (tune Domains have .sample)
+            axes.append([(key, spec)])
+    return [dict(point) for point in itertools.product(*axes)]
+
+
+def _readout_only(key: str, value) -> bool:
+    if isinstance(value, Mapping):
+        return all(_readout_only(k, v) for k, v in value.items() if k != "__name__")
+    return key.split("/")[-1] in READOUT_ONLY
+
+
+def cache_groups(space: Mapping[str, Any]) -> list[list[str]]:
+    """One binding list per distinct feature-relevant grid point (block and readout axes dropped)."""
+    seen, groups = set(), []
+    for point in expand_grid(space):
+        relevant = {k: v for k, v in point.items() if not _readout_only(k, v)}
+        bindings = to_bindings(relevant)
+        if tuple(bindings) not in seen:
+            seen.add(tuple(bindings))
+            groups.append(bindings)
+    return groups
+
+
+def grid_blocks(space: Mapping[str, Any]) -> list:
+    """The block specs of the grid's block axis ([] when blocks are not swept)."""
+    spec = space.get(BLOCK_KEY)
+    if isinstance(spec, Mapping) and "grid_search" in spec:
+        return list(spec["grid_search"])
+    return [spec] if isinstance(spec, (int, float)) else []
+
+
+# ----------------------------------------------------------------------------- in Ray workers
+
+def _enter(driver: Mapping) -> gin_setup.GinArgs:
+    # Tune moves a trial into its own working dir; relative paths in gin mean the driver's cwd.
+    os.chdir(driver["cwd"])
+    return gin_setup.GinArgs(files=tuple(driver["gin"]["files"]),
+                             bindings=tuple(driver["gin"]["bindings"]),
+                             search_paths=tuple(driver["gin"]["search_paths"]))
+
+
+def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
+    """Ray task: the cache entry of one feature-relevant grid point and split (all grid blocks)."""
+    from runners import extract, trial
+
+    gin_args = _enter(driver)
+    gin_setup.parse(gin_args, bindings)
+    probe = trial.build_probe()
+    if not probe.use_cache:
+        return {"split": split, "skipped": "Probe.use_cache is off"}
+    run = __import__("gin").get_configurable("Run")()
+    trial.place_backbone(probe.backbone, run.torch_device())
+    n = probe.backbone.num_blocks
+    blocks = sorted({extract.resolve_block(b, n) for b in [probe.block, *probe.cache_blocks]})
+    entry, created = extract.ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
+                                          probe.cache_dir, probe.cache_dtype, probe.noise_seed,
+                                          probe.eval_batch_size, probe.num_workers)
+    return {"split": split, "path": str(entry.path), "created": created, "blocks": list(entry.blocks),
+            "backbone_batches": entry.manifest.get("backbone_batches", 0) if created else 0}
+
+
+def run_trial(config: Mapping, driver: Mapping) -> None:
+    """The Tune trainable: one grid point -> run_probe -> tune.report."""
+    from ray import tune
+
+    from runners import trial
+
+    sample = dict(config.get("gin", {}))
+    out = Path(driver["exp_dir"]) / "trials" / trial_key(sample, driver["gin"])
+    done = out / "metrics.json"
+    if done.is_file():
+        previous = json.loads(done.read_text())
+        if previous.get("status") in (trial.STATUS_OK, trial.STATUS_DIVERGED):
+            # Finished in an earlier run of this sweep: report the stored result, do not retrain.
+            tune.report(_reportable(previous, reused=True))
+            return
+    gin_setup.write_text_atomic(out / "trial.json", json.dumps(
+        {"sample": sample, "bindings": to_bindings(sample), "driver_gin": driver["gin"]}, indent=2, default=str))
+    gin_args = _enter(driver)
+    extra = [*driver["sweep_bindings"], *to_bindings(sample), f"Run.output_dir = {str(out)!r}"]
+    try:
+        metrics = trial.run_probe(gin_args, extra)
+    except BaseException as err:
+        trial.error_metrics(err, out, sample=sample, bindings=to_bindings(sample))
+        raise
+    tune.report(_reportable(metrics, reused=False))
+
+
+def _reportable(metrics: Mapping, reused: bool) -> dict:
+    keep = ("status", "task", "metric", "value", "higher_is_better", "block", "timestep", "backbone",
+            "variant", "size", "wall_s", "backbone_batches", "feature_source", "error")
+    out = {k: metrics.get(k) for k in keep}
+    out["reused"] = reused
+    return out
+
+
+def trial_dirname(trial) -> str:
+    """Short Tune trial folder names (the default embeds every binding and grows too long)."""
+    return f"trial_{trial.trial_id}"
+
+
+# ----------------------------------------------------------------------------- driver
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--name", default=None, help="experiment name (default: Sweep.name)")
+    parser.add_argument("--storage_path", default=None, help="experiments root (default: Sweep.storage_path)")
+    parser.add_argument("--no-dashboard", dest="dashboard", action="store_false", default=None,
+                        help="do not start the Ray dashboard (tests, shared machines)")
+    parser.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray node")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete an existing experiment of this name and start over")
+    parser.add_argument("--no-report", dest="report", action="store_false", default=None,
+                        help="do not write <exp>/report when the sweep ends")
+
+
+def _init_ray(sw: Sweep) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ctx = ray.init(address=address, log_to_driver=True)
+        print(f"sweep: joined the Ray cluster at {address}", flush=True)
+    else:
+        ctx = ray.init(num_cpus=sw.num_cpus, num_gpus=sw.num_gpus, include_dashboard=sw.dashboard,
+                       dashboard_host=sw.dashboard_host, dashboard_port=sw.dashboard_port,
+                       log_to_driver=True)
+    url = getattr(ctx, "dashboard_url", None)
+    if sw.dashboard and url:
+        print(f"sweep: Ray dashboard at http://{url} (token auth: `ray get-auth-token` prints the "
+              f"token; keep it on 127.0.0.1, tunnel with ssh -L 8265:127.0.0.1:8265 to view remotely)",
+              flush=True)
+
+
+def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
+    import ray
+
+    groups = cache_groups(space)
+    task = ray.remote(prepare_cache).options(num_cpus=sw.cpus_per_trial, num_gpus=sw.gpus_per_trial,
+                                             max_retries=0)
+    refs = {task.remote(driver, [*driver["sweep_bindings"], *g], split): (g, split)
+            for g in groups for split in ("train", "val")}
+    print(f"sweep: preparing feature caches: {len(refs)} task(s) ({len(groups)} grid point(s) x 2 splits)",
+          flush=True)
+    created = batches = 0
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        g, split = refs[ready[0]]
+        try:
+            res = ray.get(ready[0])
+        except Exception as err:  # noqa: BLE001 - its trials will fail with their own message
+            print(f"sweep: cache for {g or 'base config'} [{split}] failed: {str(err).splitlines()[-1]}",
+                  flush=True)
+            continue
+        created += bool(res.get("created"))
+        batches += res.get("backbone_batches", 0)
+    print(f"sweep: caches ready ({created} extracted, {len(refs) - created} reused or skipped, "
+          f"{batches} backbone batches)", flush=True)
+
+
+def _signature(gin_args: gin_setup.GinArgs, space: Mapping) -> dict:
+    return {"gin": gin_args.to_dict(), "space": json.loads(json.dumps(space, default=repr))}
+
+
+def _forward_sigterm() -> None:
+    # Tune saves the experiment state on SIGINT; make SIGTERM (kill, schedulers) do the same.
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(args, gin_args) -> int:
+    import gin
+
+    sw: Sweep = gin.get_configurable("Sweep")()
+    if args.dashboard is not None:
+        sw.dashboard = args.dashboard
+    if args.num_cpus is not None:
+        sw.num_cpus = args.num_cpus
+    if args.report is not None:
+        sw.report = args.report
+    if not sw.space:
+        print("walt-probe sweep: no search space: set Sweep.space = @block_x_timestep() (or "
+              "@variants(), @scaling(), @backbones()) in a gin file", file=sys.stderr)
+        return 2
+    space = dict(sw.space)
+    name = args.name or sw.name
+    exp_dir = Path(args.storage_path or sw.storage_path).expanduser().resolve() / name
+    signature = _signature(gin_args, space)
+    sig_path = exp_dir / "sweep.json"
+    if args.fresh and exp_dir.exists():
+        import shutil
+        shutil.rmtree(exp_dir)
+    if sig_path.exists() and json.loads(sig_path.read_text()) != signature:
+        print(f"walt-probe sweep: {exp_dir} holds a different sweep (other gin files, bindings or "
+              f"space). Use --name for a new experiment, or --fresh to replace it.", file=sys.stderr)
+        return 2
+    gin_setup.write_text_atomic(sig_path, json.dumps(signature, indent=2))
+
+    blocks = grid_blocks(space)
+    driver = {"cwd": os.getcwd(), "exp_dir": str(exp_dir), "gin": gin_args.to_dict(),
+              "sweep_bindings": [f"Probe.cache_blocks = {blocks!r}"] if blocks else []}
+    _init_ray(sw)
+    _forward_sigterm()
+    from ray import tune
+
+    trainable = tune.with_resources(tune.with_parameters(run_trial, driver=driver),
+                                    {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+    t0 = time.time()
+    if sw.prepare_caches:
+        _prepare_caches(sw, driver, space)
+    if tune.Tuner.can_restore(str(exp_dir)):
+        print(f"sweep: resuming {exp_dir} (finished trials are kept, errored ones rerun)", flush=True)
+        tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space={"gin": space},
+            tune_config=tune.TuneConfig(num_samples=sw.num_samples, reuse_actors=False,
+                                        max_concurrent_trials=sw.max_concurrent_trials,
+                                        trial_dirname_creator=trial_dirname),
+            run_config=tune.RunConfig(name=name, storage_path=str(exp_dir.parent), verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=0)))
+    grid = tuner.fit()
+    return _summarize(grid, exp_dir, sw, time.time() - t0)
+
+
+def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
+    n_err = 0
+    for result in grid:
+        m = result.metrics or {}
+        sample = (result.config or {}).get("gin", {})
+        axes = " ".join(f"{k.split('.')[-1]}={v.get('__name__', v) if isinstance(v, Mapping) else v}"
+                        for k, v in sorted(sample.items()))
+        if result.error is not None:
+            n_err += 1
+            msg = str(result.error).strip().splitlines()
+            print(f"  ERROR    {axes}: {msg[-1] if msg else type(result.error).__name__}")
+        elif m.get("status") != "ok":
+            print(f"  {str(m.get('status')).upper():8s} {axes}: {m.get('error')}")
+        else:
+            print(f"  ok       {axes}: {m.get('metric')} = {m.get('value'):.4f}"
+                  f"{' (reused)' if m.get('reused') else ''}")
+    print(f"sweep: {len(grid)} trials, {n_err} errored, {wall:.0f}s -> {exp_dir}", flush=True)
+    if sw.report:
+        from runners import report
+        report.write_report([exp_dir], exp_dir / "report")
+        print(f"sweep: report in {exp_dir / 'report'} (walt-probe report {exp_dir} --out DIR redraws it)")
+    else:
+        print(f"sweep: next: walt-probe report {exp_dir} --out {exp_dir / 'report'}")
+    return 0

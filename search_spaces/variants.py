@@ -1,0 +1,26 @@
+"""Image vs video diffusion: I-WALT and V-WALT on every task (paper Fig. 1)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+
+def variants(tasks: Sequence[str] = (), variants: Sequence[str] = ("image", "video"),
+             task_macro: str = "TASK") -> dict:
+    """Grid over Backbone.variant x the task.
+
+    tasks: gin references of task builders, e.g. ('@SyntheticObjects()', '@SyntheticMotionActions()');
+      they are bound to the macro `task_macro` (the experiment's gin files must define it and
+      include each task's settings). Empty: keep the gin file's task.
+    variants: Backbone.variant values ('image' = I-WALT, 'video' = V-WALT).
+    """
+    from ray import tune  # imported here so registering spaces in gin stays cheap
+
+    space = {"Backbone.variant": tune.grid_search(list(variants))}
+    if tasks:
+        bad = [t for t in tasks if not str(t).startswith("@")]
+        if bad:
+            raise ValueError(f"tasks must be gin references such as '@SyntheticObjects()', got {bad}")
+        space[task_macro] = tune.grid_search(list(tasks))
+    return space
