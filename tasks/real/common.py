@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -33,9 +34,17 @@ class DatasetFormatError(ValueError):
     file, what was expected and, where there is one, the fix."""
 
 
+def as_path(path, what: str) -> Path:
+    """A user-given location as a Path; an unset one (gin's REQUIRED sentinel, None) is an error."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise DatasetFormatError(f"{what}: no location given (got {path!r}); set the dataset's "
+                                 f"required gin macro, e.g. --gin_bindings=\"IMAGENET_DIR = '/data/imagenet'\"")
+    return Path(path).expanduser()
+
+
 def require_dir(path: str | Path, what: str, hint: str = "") -> Path:
     """`path` as a Path, or a DatasetFormatError saying which folder was expected there."""
-    p = Path(path).expanduser()
+    p = as_path(path, what)
     if not p.is_dir():
         raise DatasetFormatError(f"{what}: folder not found: {p}.{' ' + hint if hint else ''}")
     return p
@@ -43,7 +52,7 @@ def require_dir(path: str | Path, what: str, hint: str = "") -> Path:
 
 def require_file(path: str | Path, what: str, hint: str = "") -> Path:
     """`path` as a Path, or a DatasetFormatError saying which file was expected there."""
-    p = Path(path).expanduser()
+    p = as_path(path, what)
     if not p.is_file():
         raise DatasetFormatError(f"{what}: file not found: {p}.{' ' + hint if hint else ''}")
     return p

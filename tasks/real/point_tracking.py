@@ -32,7 +32,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from tasks.real.common import (DatasetFormatError, SkipLog, decode_image, require_dir,
+from tasks.real.common import (DatasetFormatError, as_path, SkipLog, decode_image, require_dir,
                                to_chw, to_thwc, window_indices, window_start)
 
 
@@ -41,7 +41,7 @@ def load_tapvid_pickle(path: str | Path) -> list[dict]:
 
     Only call this on a file you trust: unpickling can execute arbitrary code.
     """
-    path = Path(path).expanduser()
+    path = as_path(path, "TAP-Vid pickle")
     if not path.is_file():
         raise DatasetFormatError(f"TAP-Vid pickle not found: {path} (expected e.g. "
                                  f"tapvid_davis.pkl; see docs/real_datasets.md)")
@@ -125,7 +125,7 @@ class KubricTracks(SkipLog):
 
     def __init__(self, path: str | Path, *, image_size: int = 128, num_frames: int = 17,
                  num_points: int = 64, crop_area=(0.3, 1.0), crop_aspect=(0.5, 2.0)):
-        path = Path(path).expanduser()
+        path = as_path(path, "Kubric MOVi-E tracks")
         self.size, self.num_frames, self.num_points = image_size, num_frames, num_points
         self.crop_area, self.crop_aspect = crop_area, crop_aspect
         if path.is_file():
