@@ -1,0 +1,94 @@
+"""RealEstate10K reader on a tiny camera file + extracted frames."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tasks.real.common import DatasetFormatError
+from tasks.real.realestate10k import RealEstate10K, relative_pose
+
+S, T = 8, 3
+
+
+def _rot_z(a):
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+
+
+def _c2w(i):
+    """Camera i: rotated by 0.1 i about z, at (i, 0, 0.5 i) in the world."""
+    m = np.eye(4)
+    m[:3, :3], m[:3, 3] = _rot_z(0.1 * i), [i, 0.0, 0.5 * i]
+    return m
+
+
+def _write_sequence(root, split, seq, n, jpeg, with_frames=True):
+    lines = ["https://www.youtube.com/watch?v=xyz"]
+    for i in range(n):
+        w2c = np.linalg.inv(_c2w(i))[:3].reshape(-1)
+        ts = 1000 + 33366 * i
+        lines.append(" ".join(map(str, [ts, 0.5, 0.9, 0.5, 0.5, 0, 0, *w2c])))
+        if with_frames:
+            jpeg(root / "frames" / split / seq / f"{ts}.jpg", value=10 * i + 10, size=(18, 32))
+    (root / split).mkdir(parents=True, exist_ok=True)
+    (root / split / f"{seq}.txt").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def re10k(tmp_path, jpeg):
+    _write_sequence(tmp_path, "train", "aaa", 6, jpeg)
+    _write_sequence(tmp_path, "test", "bbb", 4, jpeg)
+    _write_sequence(tmp_path, "test", "ccc", 4, jpeg, with_frames=False)
+    return tmp_path
+
+
+def test_relative_pose_convention():
+    # The pose maps last-camera points into the first camera: inv(c2w_0) @ c2w_k.
+    w2c = [np.linalg.inv(_c2w(i)) for i in (0, 3)]
+    expected = (np.linalg.inv(_c2w(0)) @ _c2w(3))[:3]
+    np.testing.assert_allclose(relative_pose(*w2c), expected, atol=1e-12)
+    p_last = np.array([0.3, -0.2, 2.0, 1.0])
+    world = _c2w(3) @ p_last
+    np.testing.assert_allclose(relative_pose(*w2c) @ p_last, (np.linalg.inv(_c2w(0)) @ world)[:3])
+
+
+def test_eval_item(re10k, decode_frame_ids):
+    ds = RealEstate10K(re10k, "val", image_size=S, num_frames=T, stride=1)   # 'val' reads 'test'
+    assert len(ds) == 1 and len(ds.skipped) == 1 and "ccc" in ds.skipped[0][0]
+    item = ds[0]
+    assert item["video"].shape == (T, S, S, 3) and list(decode_frame_ids(item["video"])) == [0, 1, 2]
+    expected = (np.linalg.inv(_c2w(0)) @ _c2w(2))[:3]
+    assert item["pose"].dtype == torch.float32
+    np.testing.assert_allclose(item["pose"].numpy(), expected, atol=1e-5)
+    # fx = 0.5 W = 16 px on 18 x 32 -> short side 8: scale 8/18 (width 32 -> 14, crop 3 left).
+    k = item["intrinsics"].numpy()
+    np.testing.assert_allclose(k[0], [16 * 14 / 32, 0, 16 * 14 / 32 - 3], atol=1e-5)
+    np.testing.assert_allclose(k[1], [0, 0.9 * 18 * 8 / 18, 0.5 * 18 * 8 / 18], atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [2.0, "json"])
+def test_translation_scale(re10k, tmp_path, scale):
+    if scale == "json":
+        (tmp_path / "scales.json").write_text(json.dumps({"bbb": 2.0}))
+        scale = str(tmp_path / "scales.json")
+    base = RealEstate10K(re10k, "test", image_size=S, num_frames=T)[0]["pose"]
+    scaled = RealEstate10K(re10k, "test", image_size=S, num_frames=T, translation_scale=scale)[0]["pose"]
+    assert torch.allclose(scaled[:, :3], base[:, :3]) and torch.allclose(scaled[:, 3], 2 * base[:, 3])
+
+
+def test_train_stride_and_random_start(re10k, decode_frame_ids):
+    ds = RealEstate10K(re10k, "train", image_size=S, num_frames=T, stride=2)
+    torch.manual_seed(0)
+    for _ in range(4):
+        ids = decode_frame_ids(ds[0]["video"])
+        assert list(np.diff(ids)) == [2, 2] and ids[0] in (0, 1)
+
+
+def test_bad_inputs(re10k, tmp_path):
+    with pytest.raises(DatasetFormatError, match="split 'nope'"):
+        RealEstate10K(re10k, "nope")
+    (re10k / "test" / "bbb.txt").write_text("url\n1 2 3\n")
+    with pytest.raises(DatasetFormatError, match=r"bbb.txt:2: 3 numbers; expected 19"):
+        RealEstate10K(re10k, "test")
