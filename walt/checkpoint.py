@@ -100,11 +100,11 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source
     naming the first tensor whose shape differs (with both shapes) or listing missing and
     unexpected keys."""
     own = module.state_dict()
-    for key, tensor in state.items():
-        if key in own and tuple(own[key].shape) != tuple(tensor.shape):
+    for key, mine in own.items():  # the model's order: the first mismatch is the earliest-built tensor
+        if key in state and tuple(mine.shape) != tuple(state[key].shape):
             raise CheckpointError(
-                f"{source}: tensor '{key}' has shape {tuple(tensor.shape)} in the checkpoint but "
-                f"{tuple(own[key].shape)} in the model; the checkpoint was saved for another size "
+                f"{source}: tensor '{key}' has shape {tuple(state[key].shape)} in the checkpoint "
+                f"but {tuple(mine.shape)} in the model; the checkpoint was saved for another size "
                 f"or latent shape (check its .json config)")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
