@@ -2,14 +2,14 @@
 
   Pretrain        runners.pretrain.Pretrain: every setting of `walt-probe pretrain` (stage, data,
                   optimisation, checkpoints, tokenizer / diffusion options)
-  PretrainClips   tasks.synthetic.pretrain_clips: the synthetic pretraining stream (clips)
+  SyntheticClips  runners.pretrain_synthetic.SyntheticClips: generic clips of the synthetic world
   TaskVideos      the videos of one split of any Task of tasks/ (e.g. a real dataset reader)
 """
 
 import gin
 
 from runners.pretrain import Pretrain
-from tasks import synthetic
+from runners.pretrain_synthetic import SyntheticClips
 
 
 def task_videos(task, split: str = "train"):
@@ -17,7 +17,6 @@ def task_videos(task, split: str = "train"):
     return task.split(split)
 
 
-gin.external_configurable(Pretrain, "Pretrain")
+PretrainConfigurable = gin.external_configurable(Pretrain, "Pretrain")
 gin.external_configurable(task_videos, "TaskVideos")
-if hasattr(synthetic, "pretrain_clips"):
-    gin.external_configurable(synthetic.pretrain_clips, "PretrainClips")
+gin.external_configurable(SyntheticClips, "SyntheticClips")

@@ -124,11 +124,11 @@ def add_arguments(parser) -> None:
 
 
 def main(args, gin_args: gin_setup.GinArgs) -> int:
-    from runners import pretrain_stages
+    from runners import configurables, gin_pretrain, pretrain_stages
     from runners.pretrain_loop import NonFiniteLossError, ResumeMismatchError
-    from runners.settings import Run
 
-    cfg, run = Pretrain(), Run()
+    # The gin-wrapped classes carry the bindings of the parsed files.
+    cfg, run = gin_pretrain.PretrainConfigurable(), configurables.Run()
     try:
         cfg.validate()
         result = pretrain_stages.run_stage(cfg, run, gin_args, resume=args.resume, stop_after=args.stop_after)

@@ -31,7 +31,11 @@ SALT_TOKENIZER, SALT_DIFFUSION = 1, 2
 
 
 def step_generator(seed: int, salt: int, step: int, device="cpu") -> torch.Generator:
-    """A generator whose state depends only on (seed, salt, step)."""
+    """A generator whose state depends only on (seed, salt, step).
+
+    On CUDA the batch is drawn on the GPU itself: no host-to-device copy, so no per-step sync
+    (a resumed run reproduces the uninterrupted one on the same device type).
+    """
     g = torch.Generator(device=device)
     g.manual_seed((seed * 1_000_003 + salt * 7_919 + step * 104_729) % (2 ** 63 - 1))
     return g
@@ -79,6 +83,12 @@ def load_clips(dataset, *, num_frames: int, image_size: int, num_workers: int = 
     n = len(dataset)
     if n == 0:
         raise ValueError(f"{where} is empty")
+    if isinstance(getattr(dataset, "videos", None), np.ndarray):  # already one array (SyntheticClips)
+        clips = torch.from_numpy(np.ascontiguousarray(dataset.videos))
+        if clips.dtype != torch.uint8 or clips.ndim != 5 or clips.shape[-1] != 3:
+            raise ValueError(f"{where}: videos must be uint8 (N, T, H, W, 3), got {clips.dtype} {tuple(clips.shape)}")
+        check_clip_shape(*clips.shape[1:4], expected=(num_frames, image_size, image_size), where=where)
+        return clips
     first = torch.as_tensor(np.asarray(dataset[0]["video"]))
     if first.dtype != torch.uint8 or first.ndim != 4 or first.shape[-1] != 3:
         raise ValueError(f"{where}: item['video'] must be uint8 (T, H, W, 3), got {first.dtype} "
@@ -108,9 +118,9 @@ def fingerprint_clips(clips: torch.Tensor) -> str:
 def tokenizer_batch(clips: torch.Tensor, *, seed: int, step: int, batch_size: int, rank: int = 0,
                     world_size: int = 1) -> torch.Tensor:
     """This rank's share of step `step`'s clips: uint8 (b, T, H, W, 3), on the clips' device."""
-    g = step_generator(seed, SALT_TOKENIZER, step)
-    idx = torch.randint(len(clips), (batch_size,), generator=g)[rank_slice(batch_size, rank, world_size)]
-    return clips[idx.to(clips.device)]
+    g = step_generator(seed, SALT_TOKENIZER, step, clips.device)
+    idx = torch.randint(len(clips), (batch_size,), generator=g, device=clips.device)
+    return clips[idx[rank_slice(batch_size, rank, world_size)]]
 
 
 class LatentBank:
@@ -156,23 +166,24 @@ class LatentBank:
         Returns {'z0': (b, z, t, h, w), 't': (b,) long, 'noise': like z0,
         'independent_frames': (b,) bool, 'self_cond_coin': float in [0, 1)}.
         """
-        g = step_generator(seed, SALT_DIFFUSION, step)
+        dev = self.clip_latents.device
+        g = step_generator(seed, SALT_DIFFUSION, step, dev)
         n, T = self.frame_latents.shape[:2]
         tl = self.latent_shape[0]
-        clip_idx = torch.randint(n, (batch_size,), generator=g)
-        frame_idx = torch.randint(T, (batch_size, tl), generator=g)
-        stack_coin = torch.rand((batch_size,), generator=g)
-        coin_self_cond = float(torch.rand((), generator=g))
-        t = torch.randint(num_timesteps, (batch_size,), generator=g)
-        noise = torch.randn((batch_size, *self.clip_latents.shape[1:]), generator=g)
-        stack = torch.ones(batch_size, dtype=torch.bool) if variant == "image" else stack_coin < image_fraction
+        clip_idx = torch.randint(n, (batch_size,), generator=g, device=dev)
+        frame_idx = torch.randint(T, (batch_size, tl), generator=g, device=dev)
+        stack_coin = torch.rand((batch_size,), generator=g, device=dev)
+        t = torch.randint(num_timesteps, (batch_size,), generator=g, device=dev)
+        noise = torch.randn((batch_size, *self.clip_latents.shape[1:]), generator=g, device=dev)
+        # The step's one scalar coin comes from the host, so reading it costs no device sync.
+        coin_self_cond = float(torch.rand((), generator=step_generator(seed, SALT_DIFFUSION, step)))
+        stack = torch.ones_like(stack_coin, dtype=torch.bool) if variant == "image" else stack_coin < image_fraction
         sl = rank_slice(batch_size, rank, world_size)
-        dev = self.clip_latents.device
-        ci, fi, stack = clip_idx[sl].to(dev), frame_idx[sl].to(dev), stack[sl].to(dev)
+        ci, fi, stack = clip_idx[sl], frame_idx[sl], stack[sl]
         # (b, tl) frames of each slot's clip, each an independent image latent.
         images = rearrange(self.frame_latents[ci[:, None], fi], "b t z h w -> b z t h w")
         z0 = torch.where(stack.view(-1, 1, 1, 1, 1), images, self.clip_latents[ci])
-        return {"z0": z0.contiguous(), "t": t[sl].to(dev), "noise": noise[sl].to(dev),
+        return {"z0": z0.contiguous(), "t": t[sl], "noise": noise[sl],
                 "independent_frames": stack, "self_cond_coin": coin_self_cond}
 
 

@@ -278,10 +278,10 @@ class Trainer:
                     self.log(f"step {self.step}/{cfg.steps}  loss {self.history['loss'][-1]:.5f}  "
                              f"lr {self.history['lr'][-1]:.2e}  "
                              f"{self.timing[-1]['steps'] / max(1e-9, self.timing[-1]['seconds']):.2f} steps/s")
-            if tag or regular or (end and self.step == cfg.steps):
+            if tag or regular or end:
+                # An invocation that stops early (stop_after) still leaves a checkpoint.
                 self.save(tag)
-            elif end:
-                self.save(None)  # an interrupted invocation (stop_after) still leaves a checkpoint
+                t_start = time.perf_counter()  # checkpoint time is not training time
         return self.throughput()
 
     def throughput(self) -> dict:
