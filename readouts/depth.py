@@ -38,7 +38,7 @@ class DepthReadout(nn.Module):
 
     def __init__(self, feature_dim: int, output_size, *, num_layers: int = 1,
                  qkv_size: int = 512, num_heads: int = 2, mlp_size: int = 512,
-                 num_fourier_bases: int = 16, train_stride: int = 8, eval_chunk: int = 16):
+                 num_fourier_bases: int = 16, train_stride: int = 8, eval_chunk: int = 4):
         super().__init__()
         self.feature_dim = feature_dim
         self.output_size = image_hw(output_size)

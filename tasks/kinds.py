@@ -5,7 +5,8 @@ Feature handling (paper App. D; probing_spec.md, section 6):
   classification  image tasks average the activations over time when t > 1 (V-WALT sees the
                   image tiled over the clip; App. D.1) unless time_pool="none"; then time is
                   resampled to num_frames (17), the length the readout's temporal embedding has.
-  depth           time resampled to the clip's frame count; the head decodes every frame alone.
+  depth           time resampled to the clip's frame count; the head decodes every frame alone
+                  (a pixel subsample while training, every pixel once in eval mode).
   camera pose     first and last latent frames concatenated along channels.
   point / box     time resampled to the clip's frame count (App. D.5-D.6).
 Headline metrics: top1 (up), abs_rel (down), pose_error (down), average_jaccard (up),
@@ -60,6 +61,11 @@ def _frames(batch: Batch, key: str, axis: int, default: int) -> int:
     return int(batch[key].shape[axis]) if key in batch else default
 
 
+def _features(x: torch.Tensor) -> torch.Tensor:
+    """Heads run in float32; cached activations may be stored in half precision."""
+    return x.float()
+
+
 def _target(batch: Batch, key: str, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(batch[key]).to(like.device)
 
@@ -68,6 +74,7 @@ def _target(batch: Batch, key: str, like: torch.Tensor) -> torch.Tensor:
 
 def _classification_inputs(x: torch.Tensor, batch: Batch, *, image_task: bool,
                            time_pool: str, num_frames: int) -> tuple:
+    x = _features(x)
     if image_task and time_pool == "mean" and x.shape[1] > 1:
         x = reduce(x, "b t h w d -> b 1 h w d", "mean")
     return (resize_time(x, num_frames),)
@@ -109,7 +116,7 @@ def _make_attentive(feature_dim: int, *, num_classes: int, num_frames: int, head
 # ---- depth --------------------------------------------------------------------------------
 
 def _depth_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int) -> tuple:
-    return (resize_time(x, _frames(batch, "depth", 1, num_frames)),)
+    return (resize_time(_features(x), _frames(batch, "depth", 1, num_frames)),)
 
 
 def _depth_pairs(preds: dict, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,7 +162,7 @@ def _make_depth(feature_dim: int, *, output_size, head_kwargs: dict):
 # ---- camera pose --------------------------------------------------------------------------
 
 def _pose_inputs(x: torch.Tensor, batch: Batch) -> tuple:
-    return (first_last_frames(x),)
+    return (first_last_frames(_features(x)),)
 
 
 def _pose_loss(preds: dict, batch: Batch) -> torch.Tensor:
@@ -191,7 +198,7 @@ def _point_inputs(x: torch.Tensor, batch: Batch, *, image_size, num_frames: int)
     query = _target(batch, "query_points", x).float()                 # (b, q, [t, y, x])
     xy = torch.stack([query[..., 2] / width, query[..., 1] / height], dim=-1)
     frames = _frames(batch, "target_points", 2, num_frames)
-    return resize_time(x, frames), xy, query[..., 0].round().long()
+    return resize_time(_features(x), frames), xy, query[..., 0].round().long()
 
 
 def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
@@ -240,7 +247,7 @@ def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict):
 
 def _box_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int) -> tuple:
     boxes = _target(batch, "boxes", x).float()                        # (b, n, T, 4)
-    return resize_time(x, _frames(batch, "boxes", 2, num_frames)), boxes[:, :, 0]
+    return resize_time(_features(x), _frames(batch, "boxes", 2, num_frames)), boxes[:, :, 0]
 
 
 def _box_targets(preds: dict, batch: Batch):

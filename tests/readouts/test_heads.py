@@ -13,6 +13,7 @@ from readouts.resample import cubic_resize_weights, resize_time
 from readouts.tracking import TrackingReadout
 
 D = 16
+STEPS = 40          # "a few dozen" optimiser steps to overfit one batch
 TRACK_SIZES = dict(latent_size=32, qkv_size=32, num_heads=2, mlp_size=64, num_layers=1,
                    num_fourier_bases=4)
 
@@ -149,7 +150,7 @@ def test_each_head_overfits_one_batch(name):
     head, inputs, loss_fn = _overfit_case(name)
     optimizer = torch.optim.Adam(head.parameters(), lr=3e-3)
     first = None
-    for _ in range(60):
+    for _ in range(STEPS):
         loss = loss_fn(head(*inputs))
         first = loss.item() if first is None else first
         optimizer.zero_grad()
