@@ -82,11 +82,10 @@ class SkipLog:
         log.warning("skipping %s: %s", path, reason)
 
     def _report_skips(self, name: str) -> None:
-        skipped = getattr(self, "skipped", [])
-        if not hasattr(self, "skipped"):
-            self.skipped = []
-        if skipped:
-            log.warning("%s: %d example(s) skipped (see dataset.skipped)", name, len(skipped))
+        """Call at the end of indexing: makes `skipped` exist and logs the total once."""
+        self.skipped = getattr(self, "skipped", [])
+        if self.skipped:
+            log.warning("%s: %d example(s) skipped (see dataset.skipped)", name, len(self.skipped))
 
 
 def decode_image(data: bytes | str | Path, source: str = "") -> np.ndarray:
