@@ -8,6 +8,7 @@ tracking (TAP-Vid) lives in `readouts/tapvid.py`.
 from __future__ import annotations
 
 import torch
+from einops import einsum, pack, unpack
 from torchvision.ops import box_iou
 
 # Corners of the virtual cube for the pose metric, in first-camera coordinates (x right,
@@ -61,13 +62,13 @@ def pose_endpoint_error(pred: torch.Tensor, target: torch.Tensor,
     def to_last_camera(pose: torch.Tensor) -> torch.Tensor:
         rotation, translation = pose[:, :, :3], pose[:, :, 3]
         # q = R^T (p - t), written per row vector: (p - t) @ R.
-        return torch.einsum("bki,bij->bkj", corners[None] - translation[:, None], rotation)
+        return einsum(corners[None] - translation[:, None], rotation, "b k i, b i j -> b k j")
 
     return (to_last_camera(target) - to_last_camera(pred)).norm(dim=-1).mean(dim=-1)
 
 
 def box_ious(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """IoU of matched boxes. pred, target: (..., 4) (x0, y0, x1, y1) -> (...).
+    """IoU of matched boxes. pred, target: (..., n, 4) (x0, y0, x1, y1) -> (..., n).
 
     torchvision.ops.box_iou (pairwise) evaluated on the diagonal, per leading row so the
     pairwise matrix stays small. Predicted corners are sorted per axis first, so a box whose
@@ -75,10 +76,10 @@ def box_ious(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     pred = torch.cat([torch.minimum(pred[..., :2], pred[..., 2:]),
                       torch.maximum(pred[..., :2], pred[..., 2:])], dim=-1)
-    flat_pred, flat_target = pred.reshape(-1, pred.shape[-2], 4), target.reshape(
-        -1, target.shape[-2], 4)
+    flat_pred, rows = pack([pred], "* n c")
+    flat_target, _ = pack([target], "* n c")
     ious = torch.stack([box_iou(p, g).diagonal() for p, g in zip(flat_pred, flat_target)])
-    return ious.reshape(pred.shape[:-1])
+    return unpack(ious, rows, "* n")[0]
 
 
 def box_iou_terms(pred: torch.Tensor, target: torch.Tensor,
