@@ -50,7 +50,7 @@ class TimestepEmbedder(nn.Module):
 def _modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     """x: (b, ..., d); shift, scale: (b, d), broadcast over the token axes."""
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (x.shape[-1],)
-    return x * (1 + scale.view(shape)) + shift.view(shape)
+    return torch.addcmul(shift.view(shape), x, 1 + scale.view(shape))  # one kernel in eager
 
 
 class WindowSelfAttention(nn.Module):
@@ -155,11 +155,11 @@ class WALTBlock(nn.Module):
         # 1. windowed self-attention
         y = partition(_modulate(self.norm1(x), shift1, scale1), window)
         y = merge(self.attn(y, identity), window, grid)
-        x = x + gate1.view(b, 1, 1, 1, d) * y
+        x = torch.addcmul(x, gate1.view(b, 1, 1, 1, d), y)
         # 2. cross-attention to text (no modulation, as in WALT's text models)
         if self.cross is not None:
             tokens = rearrange(x, "b t h w d -> b (t h w) d")
             x = x + rearrange(self.cross(tokens, text), "b (t h w) d -> b t h w d", t=t, h=h)
         # 3. MLP
         y = self.mlp(_modulate(self.norm2(x), shift2, scale2))
-        return x + gate2.view(b, 1, 1, 1, d) * y
+        return torch.addcmul(x, gate2.view(b, 1, 1, 1, d), y)
