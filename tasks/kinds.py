@@ -129,29 +129,37 @@ def _depth_pairs(preds: dict, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]
     return preds["depth"], target
 
 
-def _depth_loss(preds: dict, batch: Batch) -> torch.Tensor:
-    pred, target = _depth_pairs(preds, batch)
-    return losses.depth_loss(pred, target, target > 0)
+def _depth_valid(target: torch.Tensor, max_depth: float | None) -> torch.Tensor:
+    """0 marks a missing measurement; depths beyond max_depth (when set) are not scored."""
+    valid = target > 0
+    return valid if max_depth is None else valid & (target <= max_depth)
 
 
-def _depth_unpack(preds, batch):
+def _depth_loss(preds: dict, batch: Batch, *, max_depth: float | None) -> torch.Tensor:
     pred, target = _depth_pairs(preds, batch)
-    return pred, target, target > 0
+    return losses.depth_loss(pred, target, _depth_valid(target, max_depth))
+
+
+def _depth_unpack(preds, batch, *, max_depth: float | None):
+    pred, target = _depth_pairs(preds, batch)
+    return pred, target, _depth_valid(target, max_depth)
 
 
 def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int = 17,
-          head_kwargs: dict | None = None) -> Task:
+          head_kwargs: dict | None = None, max_depth: float | None = None) -> Task:
     """SRT-style per-frame depth; metric abs_rel over valid pixels (lower is better).
 
     image_size: int or (H, W) of the depth maps. head_kwargs: DepthReadout sizes.
+    max_depth: optional cap in metres (10 is common on ScanNet); valid = 0 < depth <= cap.
     """
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_depth, output_size=image_hw(image_size),
                                     head_kwargs=dict(head_kwargs or {})),
         head_inputs=functools.partial(_depth_inputs, num_frames=num_frames),
-        loss=_depth_loss,
-        new_accumulator=functools.partial(_new_accumulator, AbsRelAccumulator, _depth_unpack),
+        loss=functools.partial(_depth_loss, max_depth=max_depth),
+        new_accumulator=functools.partial(_new_accumulator, AbsRelAccumulator,
+                                          functools.partial(_depth_unpack, max_depth=max_depth)),
         metric="abs_rel", higher_is_better=False)
 
 
@@ -221,11 +229,12 @@ def _point_unpack(preds, batch, *, image_size):
 
 
 def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int = 17,
-                 head_kwargs: dict | None = None) -> Task:
-    """MooG point tracking; metric average_jaccard (TAP-Vid, query mode 'first'; higher is better).
+                 head_kwargs: dict | None = None, query_mode: str = "first") -> Task:
+    """MooG point tracking; metric average_jaccard (TAP-Vid; higher is better).
 
     image_size: int or (H, W) of the clip raster the item coordinates are in.
-    head_kwargs: TrackingReadout sizes.
+    head_kwargs: TrackingReadout sizes. query_mode: TAP-Vid's 'first' (the paper's: queries
+    are first visible points, earlier frames discarded) or 'strided'.
     """
     size = image_hw(image_size)
     return Task(
@@ -234,8 +243,9 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
                                     head_kwargs=dict(head_kwargs or {})),
         head_inputs=functools.partial(_point_inputs, image_size=size, num_frames=num_frames),
         loss=functools.partial(_point_loss, image_size=size),
-        new_accumulator=functools.partial(_new_accumulator, TapVidAccumulator,
-                                          functools.partial(_point_unpack, image_size=size)),
+        new_accumulator=functools.partial(
+            _new_accumulator, functools.partial(TapVidAccumulator, query_mode),
+            functools.partial(_point_unpack, image_size=size)),
         metric="average_jaccard", higher_is_better=True)
 
 

@@ -148,3 +148,15 @@ def test_head_kwargs_scale_the_readout_and_reject_unknown_names():
     bad = kinds.point_tracks("t", {}, image_size=S, head_kwargs=dict(widht=3))
     with pytest.raises(TypeError, match="widht"):
         bad.make_head(D)
+
+
+def test_depth_cap_and_query_mode_options():
+    depth = torch.tensor([[[[0.0, 2.0, 20.0]]]])
+    preds = {"depth": torch.tensor([[[[5.0, 3.0, 5.0]]]]), "rows": torch.arange(1),
+             "cols": torch.arange(3)}
+    for cap, expected in [(None, (0.5 + 0.75) / 2), (10.0, 0.5)]:
+        accumulator = kinds.depth("d", {}, image_size=(1, 3), max_depth=cap).new_accumulator()
+        accumulator.update(preds, {"depth": depth})
+        assert accumulator.result()["abs_rel"] == pytest.approx(expected)
+    task = kinds.point_tracks("t", {}, image_size=S, query_mode="strided")
+    assert task.new_accumulator().inner.query_mode == "strided"
