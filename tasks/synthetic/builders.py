@@ -1,0 +1,90 @@
+"""The ten synthetic analogs as Tasks (through tasks/kinds.py), and their cached datasets.
+
+`analog_datasets(name, ...)` renders (once) and loads a DatasetDict and returns
+{'train', 'val'} -> ItemDataset; `synthetic_task(name, ...)` wraps it into the Task of the
+analog's kind. The named builders (`objects_task`, ..., `box_tracks_task`) are what gin
+registers (runners/gin_tasks.py).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from tasks import kinds
+from tasks.synthetic import analogs
+from tasks.synthetic.dataset import ItemDataset, cached_dataset_dict, clip_generator
+from tasks.task import Task
+
+
+def render_chunk(indices, *, name: str, split: str, seed: int, image_size: int,
+                 num_frames: int) -> list[dict]:
+    """Items of analog `name` for the given indices of a split (a picklable worker function)."""
+    gens = [clip_generator(name, split, seed, i) for i in indices]
+    return analogs.render_items(analogs.get(name), gens, image_size, num_frames)
+
+
+def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
+                    num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
+                    num_proc: int = 1) -> dict[str, ItemDataset]:
+    """{'train', 'val'} -> ItemDataset of analog `name` (rendered on first use, then cached)."""
+    analog = analogs.get(name)
+    if image_size % 8:
+        raise ValueError(f"image_size must be a multiple of 8 (the tokenizer's stride); got {image_size}")
+    params = {"image_size": image_size, "num_frames": 1 if analog.image else num_frames, "seed": seed}
+    make = lambda split: functools.partial(render_chunk, name=name, split=split, seed=seed,  # noqa: E731
+                                           image_size=image_size, num_frames=num_frames)
+    dd = cached_dataset_dict(name, params, {"train": num_train, "val": num_val}, make, cache_dir, num_proc)
+    return {"train": ItemDataset(dd["train"]), "val": ItemDataset(dd["validation"])}
+
+
+def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
+                   num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
+                   num_proc: int = 1, head_kwargs: dict | None = None) -> Task:
+    """The Task of analog `name` (see analogs.ANALOGS), named 'synthetic_<name>'."""
+    analog = analogs.get(name)
+    data = analog_datasets(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
+                           image_size=image_size, num_frames=num_frames, seed=seed, num_proc=num_proc)
+    task_name = f"synthetic_{name}"
+    if analog.kind == "classification":
+        return kinds.classification(task_name, data, analog.num_classes, image_task=analog.image,
+                                    num_frames=num_frames, head_kwargs=head_kwargs)
+    if analog.kind == "depth":
+        return kinds.depth(task_name, data, image_size=image_size, num_frames=num_frames,
+                           head_kwargs=head_kwargs)
+    if analog.kind == "camera_pose":
+        return kinds.camera_pose(task_name, data, head_kwargs=head_kwargs)
+    if analog.kind == "point_tracks":
+        return kinds.point_tracks(task_name, data, image_size=image_size, num_frames=num_frames,
+                                  head_kwargs=head_kwargs)
+    if analog.kind == "box_tracks":
+        return kinds.box_tracks(task_name, data, num_frames=num_frames, head_kwargs=head_kwargs)
+    raise ValueError(f"analog '{name}' has unknown kind '{analog.kind}'")
+
+
+def _builder(name: str):
+    def build(cache_dir: str | None = None, num_train: int = 2000, num_val: int = 500,
+              image_size: int = 64, num_frames: int = 17, seed: int = 0, num_proc: int = 1,
+              head_kwargs: dict | None = None) -> Task:
+        return synthetic_task(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
+                              image_size=image_size, num_frames=num_frames, seed=seed,
+                              num_proc=num_proc, head_kwargs=head_kwargs)
+    build.__name__ = f"{name}_task"
+    build.__doc__ = (f"Task of the synthetic '{name}' analog ({analogs.get(name).real} stand-in); "
+                     "arguments as `synthetic_task`.")
+    return build
+
+
+objects_task = _builder("objects")
+scenes_task = _builder("scenes")
+finegrained_task = _builder("finegrained")
+appearance_task = _builder("appearance")
+appearance_xl_task = _builder("appearance_xl")
+motion_task = _builder("motion")
+depth_task = _builder("depth")
+pose_task = _builder("pose")
+point_tracks_task = _builder("point_tracks")
+box_tracks_task = _builder("box_tracks")
+
+BUILDERS = {name: globals()[f"{name}_task"] for name in analogs.ANALOGS}

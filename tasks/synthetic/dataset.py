@@ -1,0 +1,150 @@
+"""Rendered splits as HF datasets, cached on disk, read back as torch datasets of items.
+
+A split is rendered once into a `datasets.DatasetDict` (train / validation), saved with
+`save_to_disk` under `cache_dir/<name>-<key>`, and reloaded with `load_from_disk`. The key
+hashes the generator's parameters AND the source of every module of `tasks/synthetic/`
+plus CODE_VERSION, so a change to the renderer or a sampler renders afresh instead of
+silently serving stale clips. Writes are atomic (temp folder + os.replace).
+
+Every item is a pure function of (name, split, seed, index): its generator is seeded from
+a hash of those, and rendering is elementwise per clip, so the bytes do not depend on
+batch size or on how the split is sharded over processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from typing import Callable, Sequence
+
+import datasets
+import numpy as np
+import torch
+
+CODE_VERSION = 1
+DEFAULT_CACHE = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE",
+                               os.path.join(os.path.expanduser("~"), ".cache", "walt-probe", "synthetic"))
+SPLITS = {"train": "train", "val": "validation"}
+CHUNK = 16  # clips rendered per batch
+
+# Item key -> (dtype stored on disk, dtype handed out). Depth is stored as float16 (0.05% steps).
+_STORED = {"video": "uint8", "label": "int64", "depth": "float16", "intrinsics": "float32",
+           "pose": "float32", "query_points": "float32", "target_points": "float32",
+           "occluded": "bool", "boxes": "float32", "box_valid": "bool"}
+_TORCH = {"uint8": torch.uint8, "int64": torch.int64, "float16": torch.float32,
+          "float32": torch.float32, "bool": torch.bool}
+
+
+def clip_generator(name: str, split: str, seed: int, index: int) -> torch.Generator:
+    """The generator of one item: seeded by a hash of (name, split, seed, index)."""
+    digest = hashlib.sha256(f"{name}/{split}/{seed}/{index}".encode()).hexdigest()
+    return torch.Generator().manual_seed(int(digest[:15], 16))
+
+
+def source_fingerprint() -> str:
+    """sha256 over the source of tasks/synthetic/*.py and CODE_VERSION."""
+    h = hashlib.sha256(f"code-version-{CODE_VERSION}".encode())
+    for path in sorted(pathlib.Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cache_key(params: dict) -> str:
+    """Short hash of the generator parameters and the code fingerprint."""
+    blob = json.dumps({"params": params, "code": source_fingerprint()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _features(example: dict[str, np.ndarray]) -> datasets.Features:
+    array_types = {1: datasets.Sequence, 2: datasets.Array2D, 3: datasets.Array3D,
+                   4: datasets.Array4D}
+    feats = {"index": datasets.Value("int64")}
+    for key, value in example.items():
+        dtype = _STORED[key]
+        if value.ndim == 0:
+            feats[key] = datasets.Value(dtype)
+        elif value.ndim == 1:
+            feats[key] = datasets.Sequence(datasets.Value(dtype), length=value.shape[0])
+        else:
+            feats[key] = array_types[value.ndim](shape=tuple(value.shape), dtype=dtype)
+    return datasets.Features(feats)
+
+
+def _generate(indices: Sequence[int], render_chunk: Callable, torch_threads: int):
+    """datasets generator: renders `indices` in chunks and yields stored items."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)
+    indices = list(indices)
+    for start in range(0, len(indices), CHUNK):
+        chunk = indices[start:start + CHUNK]
+        for index, item in zip(chunk, render_chunk(chunk)):
+            yield {"index": index, **{k: np.asarray(v).astype(_STORED[k]) for k, v in item.items()}}
+
+
+def build_split(size: int, render_chunk: Callable, work_dir: str, num_proc: int = 1) -> datasets.Dataset:
+    """Renders one split into a Dataset (arrow files under work_dir).
+
+    render_chunk(indices) -> list of item dicts; it must pickle when num_proc > 1.
+    """
+    probe = next(_generate([0], render_chunk, 0))
+    features = _features({k: v for k, v in probe.items() if k != "index"})
+    # With num_proc > 1, datasets splits the index list into contiguous shards, one per
+    # worker process, each with one torch thread (the cores are the processes).
+    ds = datasets.Dataset.from_generator(
+        _generate, features=features, num_proc=num_proc if num_proc > 1 else None,
+        gen_kwargs={"indices": list(range(size)), "render_chunk": render_chunk,
+                    "torch_threads": 1 if num_proc > 1 else 0},
+        cache_dir=work_dir)
+    return ds
+
+
+def cached_dataset_dict(name: str, params: dict, sizes: dict[str, int],
+                        make_render_chunk: Callable[[str], Callable], cache_dir: str | None = None,
+                        num_proc: int = 1) -> datasets.DatasetDict:
+    """Loads `cache_dir/<name>-<key>` or renders and saves it first.
+
+    params: every generator parameter (JSON-able); sizes: split ('train', 'val') -> count;
+    make_render_chunk(split) -> render_chunk(indices) -> items.
+    """
+    cache_dir = cache_dir or DEFAULT_CACHE
+    key = cache_key({"name": name, **params, "sizes": sizes})
+    final = os.path.join(cache_dir, f"{name}-{key}")
+    if not os.path.isdir(final):
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir)
+        splits = {SPLITS[s]: build_split(n, make_render_chunk(s), os.path.join(tmp, "gen", s), num_proc)
+                  for s, n in sizes.items() if n > 0}
+        datasets.DatasetDict(splits).save_to_disk(os.path.join(tmp, "data"))
+        with open(os.path.join(tmp, "data", "walt_probe_params.json"), "w") as f:
+            json.dump({"name": name, "params": params, "sizes": sizes,
+                       "code": source_fingerprint()}, f, indent=1)
+        try:
+            os.replace(os.path.join(tmp, "data"), final)
+        except OSError:
+            if not os.path.isdir(final):  # lost a race only if someone else finished
+                raise
+        shutil.rmtree(tmp, ignore_errors=True)
+    return datasets.load_from_disk(final)
+
+
+class ItemDataset(torch.utils.data.Dataset):
+    """A torch Dataset of item dicts (tasks/task.py keys) over one HF split."""
+
+    def __init__(self, hf: datasets.Dataset):
+        self.hf = hf.with_format("numpy")
+
+    def __len__(self) -> int:
+        return len(self.hf)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        row = self.hf[int(i)]
+        item = {"index": torch.tensor(int(row["index"]), dtype=torch.int64)}
+        for key, value in row.items():
+            if key != "index":
+                item[key] = torch.as_tensor(np.asarray(value)).to(_TORCH[_STORED[key]])
+        return item
