@@ -4,12 +4,12 @@
 and `walt.tokenizer.Tokenizer`. Counts (this file's `count_*` functions, on the meta device,
 default latent shape, no text cross-attention):
 
-  tiny   d=192,  L=4,  3 heads     ~2.1M   CPU tests
-  small  d=256,  L=8,  4 heads     ~7.0M   shipped checkpoints (bf16 file < 16 MiB)
-  284m   d=1024, L=22, 16 heads   ~286M   the paper's smallest model: D = 1024 is fixed by the
-                                           readout parameter counts of its Tables 5-6
-  724m   d=1408, L=30, 22 heads   ~732M
-  1p9b   d=1920, L=42, 30 heads   ~1.89B
+  tiny   d=192,  L=4,  3 heads    2.19M   CPU tests
+  small  d=256,  L=8,  4 heads    7.02M   shipped checkpoints (bf16 file < 16 MiB)
+  284m   d=1024, L=22, 16 heads   287.4M  the paper's smallest model: D = 1024 is fixed by the
+                                          readout parameter counts of its Tables 5-6
+  724m   d=1408, L=30, 22 heads   733.3M
+  1p9b   d=1920, L=42, 30 heads   1.894B
 
 Why these depths and widths for 724m and 1p9b: the paper gives only the totals, so the ladder
 keeps the 284m model's shape (width / depth ~ 46) and scales width and depth together, as the
