@@ -64,8 +64,8 @@ def test_visible_track_hits_the_same_surface_point():
     vis = einops.rearrange(~tr["occluded"], "b Q T -> b T Q")
     on_object = (tr["surface"] >= ROOM_SURFACES)[:, None].expand_as(vis)
     diff = (hits["uvw"] - uvw0[:, None]).norm(dim=-1)
-    assert diff[vis & on_object].max() < 1e-3      # object coordinates, in [-1, 1]
-    assert diff[vis & ~on_object].max() < 1e-3     # room coordinates, metres
+    assert diff[vis & on_object].max() < 1e-2      # object coordinates in [-1, 1]: 0.5% of its size
+    assert diff[vis & ~on_object].max() < 1e-2     # room coordinates: 1 cm (grazing rays)
 
 
 def test_visibility_flips_when_an_object_passes_in_front():

@@ -1,0 +1,108 @@
+"""Rendering speed of the synthetic world: clips / second at 64 x 64 and 128 x 128.
+
+    python benchmarks/render_speed.py [--clips 64] [--sizes 64 128] [--devices cpu cuda]
+                                      [--split 2000] [--num_proc 1] [--out benchmarks/results/render_speed.md]
+
+Measures `analogs.render_items` on the generic moving-scene analog ('depth': 1-8 objects,
+moving camera, 17 frames) in batches of 16, and with --split N the wall time of rendering
+and saving a whole N-clip training split through the dataset cache (what a probe's first
+run pays). Appends one table row per measurement to --out with machine, date and command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tasks.synthetic import analogs, builders  # noqa: E402
+from tasks.synthetic.dataset import clip_generator  # noqa: E402
+
+
+def clips_per_second(size: int, clips: int, device: str, analog: str = "depth") -> float:
+    a = analogs.get(analog)
+    analogs.render_items(a, [clip_generator(analog, "bench", 0, i) for i in range(2)], size, 17, device)
+    start = time.perf_counter()
+    for s in range(0, clips, 16):
+        gens = [clip_generator(analog, "bench", 0, i) for i in range(s, min(clips, s + 16))]
+        analogs.render_items(a, gens, size, 17, device)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return clips / (time.perf_counter() - start)
+
+
+def split_seconds(count: int, size: int, num_proc: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        builders.analog_datasets("depth", cache_dir=tmp, num_train=count, num_val=0,
+                                 image_size=size, num_proc=num_proc)
+        return time.perf_counter() - start
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {cpus} cores usable, torch threads {torch.get_num_threads()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clips", type=int, default=64)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128])
+    parser.add_argument("--devices", nargs="+", default=["cpu"])
+    parser.add_argument("--split", type=int, default=0, help="also time an N-clip 64 x 64 split")
+    parser.add_argument("--num_proc", type=int, default=1)
+    parser.add_argument("--note", default="")
+    parser.add_argument("--out", default="benchmarks/results/render_speed.md")
+    args = parser.parse_args()
+    command = "python " + " ".join(sys.argv)
+    date = datetime.date.today().isoformat()
+    try:
+        load = "load %.1f" % os.getloadavg()[0]
+    except OSError:
+        load = ""
+    rows = []
+    for device in args.devices:
+        if device == "cuda" and not torch.cuda.is_available():
+            print("cuda: not available, skipped")
+            continue
+        host = torch.cuda.get_device_name() if device == "cuda" else machine()
+        for size in args.sizes:
+            rate = clips_per_second(size, args.clips, device)
+            rows.append(f"| {host} | {device} | {size} x {size} x 17 | {rate:.2f} clips/s | "
+                        f"{load} {args.note} | {date} | `{command}` |")
+            print(rows[-1], flush=True)
+    if args.split:
+        sec = split_seconds(args.split, 64, args.num_proc)
+        rows.append(f"| {machine()} | cpu, num_proc {args.num_proc} | {args.split}-clip split, 64 x 64 x 17 | "
+                    f"{sec:.1f} s ({args.split / sec:.1f} clips/s) | {load} {args.note} | {date} | `{command}` |")
+        print(rows[-1], flush=True)
+    header = ("| machine | device | what | speed | conditions | date | command |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |\n")
+    exists = os.path.exists(args.out)
+    with open(args.out, "a") as f:
+        if not exists:
+            f.write("# Synthetic world rendering speed\n\nMade by `benchmarks/render_speed.py`; one row per "
+                    "measurement. Target: a 2,000-clip 64 x 64 training split in under 2 minutes on 2 CPU cores.\n\n"
+                    + header)
+        f.write("\n".join(rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()
