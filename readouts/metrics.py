@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 from einops import einsum, pack, unpack
-from torchvision.ops import box_iou
 
 # Corners of the virtual cube for the pose metric, in first-camera coordinates (x right,
 # y down, z forward, metres): side 1, front face 1 m in front of the camera (spec 4.2 default).
@@ -74,6 +73,9 @@ def box_ious(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     pairwise matrix stays small. Predicted corners are sorted per axis first, so a box whose
     corners come out swapped is measured as the box they span (never a negative area).
     """
+    # Imported here: torchvision costs seconds to import and only box tracking needs it.
+    from torchvision.ops import box_iou
+
     pred = torch.cat([torch.minimum(pred[..., :2], pred[..., 2:]),
                       torch.maximum(pred[..., :2], pred[..., 2:])], dim=-1)
     flat_pred, rows = pack([pred], "* n c")

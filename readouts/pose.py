@@ -8,7 +8,6 @@ channel concatenation (input width 2D, one time step), readout width P = 256, 12
 
 from __future__ import annotations
 
-import roma
 import torch
 from einops import rearrange
 from torch import nn
@@ -23,6 +22,9 @@ def special_procrustes(m: torch.Tensor) -> torch.Tensor:
     With M = U S V^T: R = U diag(1, 1, det(U V^T)) V^T (Bregier 2021). roma's version has
     gradients that stay finite at repeated singular values.
     """
+    # Imported here: roma pulls in torch._dynamo (seconds), which no other head needs.
+    import roma
+
     return roma.special_procrustes(m)
 
 
