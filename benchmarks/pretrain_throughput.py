@@ -152,7 +152,9 @@ def gpu(args) -> None:
     tok_steps, walt_steps = max(tok_steps, 200), max(walt_steps, 200)
     facts.update(tokenizer_steps=tok_steps, walt_steps=walt_steps)
     print(f"plan: tokenizer {tok_steps} steps, each WALT {walt_steps} steps", flush=True)
-    common = [f"--gin.Pretrain.num_workers={args.workers}", f"--gin.NUM_CLIPS={args.num_clips}"]
+    # Checkpoints (with samples) only at the named fractions: saves cost seconds each.
+    common = [f"--gin.SyntheticClips.workers={args.workers}", f"--gin.NUM_CLIPS={args.num_clips}",
+              "--gin.Pretrain.checkpoint_every=0"]
     tok_dir = work / "tokenizer"
     facts["wall_tokenizer_s"] = cli(f"--gin_file={GIN_TOKENIZER}", *common, f"--gin.Run.output_dir='{tok_dir}'",
                                     f"--gin.Pretrain.steps={tok_steps}",
