@@ -57,6 +57,18 @@ def resolve_block(spec, num_blocks: int) -> int:
     return int(spec)
 
 
+def valid_blocks(specs: Sequence, num_blocks: int) -> list[int]:
+    """The resolvable blocks among `specs` (a grid's block axis); invalid specs are skipped here
+    and fail in the trial that asks for them, with their own message."""
+    out = set()
+    for spec in specs:
+        try:
+            out.add(resolve_block(spec, num_blocks))
+        except ConfigError:
+            pass
+    return sorted(out)
+
+
 def cache_key(backbone, task, split: str, timestep: int, blocks: Sequence[int],
               dtype: str = "float16", noise_seed: int = 0) -> fc.CacheKey:
     """The cache key of `task`'s split seen through `backbone` at `timestep`."""

@@ -38,9 +38,9 @@ from runners import gin_setup
 BLOCK_KEY = "Probe.block"
 # Bindings that change only the readout, not the captured activations: grid points that differ
 # only in these share one feature-cache entry (and one preparation task).
-READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size", "Probe.lr",
-                "Probe.warmup", "Probe.final_lr", "Probe.weight_decay", "Probe.log_every",
-                "Probe.num_workers", "Run.seed", "Run.output_dir")
+READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size",
+                "Probe.log_every", "Probe.num_workers", "Run.seed", "Run.output_dir")
+READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
 
 
 @dataclasses.dataclass
@@ -54,6 +54,8 @@ class Sweep:
     num_cpus, num_gpus: size of the local Ray node (None: the machine); ignored with RAY_ADDRESS.
     max_concurrent_trials: None lets Ray fill the resources.
     num_samples: repeats of the grid (seeds: bind Run.seed in the space instead for named seeds).
+    reuse_actors: run consecutive trials in the same worker process (imports paid once; every
+      trial still clears and re-parses gin).
     dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
     prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
     report: run `walt-probe report` into <exp>/report when the sweep ends.
@@ -68,6 +70,7 @@ class Sweep:
     num_gpus: int | None = None
     max_concurrent_trials: int | None = None
     num_samples: int = 1
+    reuse_actors: bool = True
     dashboard: bool = True
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
@@ -125,7 +128,8 @@ def expand_grid(space: Mapping[str, Any]) -> list[dict]:
 def _readout_only(key: str, value) -> bool:
     if isinstance(value, Mapping):
         return all(_readout_only(k, v) for k, v in value.items() if k != "__name__")
-    return key.split("/")[-1] in READOUT_ONLY
+    name = key.split("/")[-1]
+    return name in READOUT_ONLY or name.startswith(READOUT_ONLY_PREFIXES)
 
 
 def cache_groups(space: Mapping[str, Any]) -> list[list[str]]:
@@ -169,8 +173,9 @@ def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
         return {"split": split, "skipped": "Probe.use_cache is off"}
     run = __import__("gin").get_configurable("Run")()
     trial.place_backbone(probe.backbone, run.torch_device())
-    n = probe.backbone.num_blocks
-    blocks = sorted({extract.resolve_block(b, n) for b in [probe.block, *probe.cache_blocks]})
+    blocks = extract.valid_blocks([probe.block, *probe.cache_blocks], probe.backbone.num_blocks)
+    if not blocks:
+        return {"split": split, "skipped": "no valid block in this grid point"}
     entry, created = extract.ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
                                           probe.cache_dir, probe.cache_dtype, probe.noise_seed,
                                           probe.eval_batch_size, probe.num_workers)
@@ -326,6 +331,8 @@ def main(args, gin_args) -> int:
     _forward_sigterm()
     from ray import tune
 
+    from runners.tune_progress import TrialLines
+
     trainable = tune.with_resources(tune.with_parameters(run_trial, driver=driver),
                                     {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
     t0 = time.time()
@@ -337,22 +344,24 @@ def main(args, gin_args) -> int:
     else:
         tuner = tune.Tuner(
             trainable, param_space={"gin": space},
-            tune_config=tune.TuneConfig(num_samples=sw.num_samples, reuse_actors=False,
+            tune_config=tune.TuneConfig(num_samples=sw.num_samples, reuse_actors=sw.reuse_actors,
                                         max_concurrent_trials=sw.max_concurrent_trials,
                                         trial_dirname_creator=trial_dirname),
-            run_config=tune.RunConfig(name=name, storage_path=str(exp_dir.parent), verbose=1,
+            run_config=tune.RunConfig(name=name, storage_path=str(exp_dir.parent), verbose=0,
+                                      callbacks=[TrialLines()],
                                       failure_config=tune.FailureConfig(max_failures=0)))
     grid = tuner.fit()
     return _summarize(grid, exp_dir, sw, time.time() - t0)
 
 
 def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
+    from runners.tune_progress import describe
+
     n_err = 0
+    print("sweep: results")
     for result in grid:
         m = result.metrics or {}
-        sample = (result.config or {}).get("gin", {})
-        axes = " ".join(f"{k.split('.')[-1]}={v.get('__name__', v) if isinstance(v, Mapping) else v}"
-                        for k, v in sorted(sample.items()))
+        axes = describe(result.config)
         if result.error is not None:
             n_err += 1
             msg = str(result.error).strip().splitlines()

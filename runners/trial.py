@@ -50,7 +50,8 @@ class Probe:
     block: block to read (int; 0 = embedding output, 1..L) or a float fraction of depth (0.66).
     timestep: diffusion timestep t in [0, 1000) the latents are noised to.
     steps, batch_size: readout training steps and batch size; eval_batch_size for eval/extract.
-    lr, warmup, final_lr, weight_decay: readouts.optim.paper_optimizer (warm-up, cosine decay).
+      The optimiser is `PaperOptimizer` (readouts.optim.paper_optimizer: AdamW, warm-up, cosine
+      decay), configured there: PaperOptimizer.lr / .warmup / .final_lr / .weight_decay.
     use_cache: read activations from the feature cache in cache_dir (extracting missing entries)
       instead of running the backbone for every batch. Off when the data pipeline augments.
     cache_blocks: extra blocks to store with `block` (a grid's blocks: one pass serves them all).
@@ -66,10 +67,6 @@ class Probe:
     steps: int = 1000
     batch_size: int = 32
     eval_batch_size: int = 64
-    lr: float = 3e-4
-    warmup: int = 1000
-    final_lr: float = 1e-7
-    weight_decay: float = 1e-4
     use_cache: bool = False
     cache_dir: str = "cache/features"
     cache_blocks: Sequence = ()
@@ -156,8 +153,7 @@ class FeatureSource:
         self.entries = {}
         self.backbone_batches = 0
         if probe.use_cache:
-            blocks = sorted({block, *(extract.resolve_block(b, self.backbone.num_blocks)
-                                      for b in probe.cache_blocks)})
+            blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
             for split in ("train", "val"):
                 entry, created = extract.ensure_entry(
                     self.backbone, self.task, split, probe.timestep, blocks, probe.cache_dir,
@@ -200,11 +196,9 @@ class FeatureSource:
 
 def _train(probe: Probe, head, source: FeatureSource, device, tb) -> tuple[str, str | None, float]:
     """Trains `head`; returns (status, error message or None, last finite loss)."""
-    from readouts.optim import paper_optimizer
-
     task = probe.task
-    opt, sched = paper_optimizer(head.parameters(), probe.steps, lr=probe.lr, warmup=probe.warmup,
-                                 final_lr=probe.final_lr, weight_decay=probe.weight_decay)
+    # Through gin, so PaperOptimizer.lr etc. bind it and the operative config records it.
+    opt, sched = gin.get_configurable("PaperOptimizer")(head.parameters(), probe.steps)
     head.train()
     bar = Progress(probe.steps, f"probe {task.name}", every_s=30.0)
     last, batches = float("nan"), source.train_batches(probe.batch_size)
@@ -217,7 +211,7 @@ def _train(probe: Probe, head, source: FeatureSource, device, tb) -> tuple[str, 
         if not math.isfinite(value):
             bar.close()
             return (STATUS_DIVERGED, f"loss became {value} at step {step} of {probe.steps}; no metric "
-                    f"is reported (lower Probe.lr, or check block/timestep features)", last)
+                    f"is reported (lower PaperOptimizer.lr, or check block/timestep features)", last)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
