@@ -144,21 +144,24 @@ def _parse_blocks(text: str) -> list:
         try:
             out.append(int(tok) if tok.lstrip("-").isdigit() else float(tok))
         except ValueError:
-            raise SystemExit(f"walt-probe extract: --blocks item '{tok}' is neither an int nor a "
-                             f"fraction of depth (e.g. --blocks 0,4,0.66)")
+            raise ConfigError(f"--blocks item '{tok}' is neither an int nor a fraction of depth "
+                              f"(e.g. --blocks 0,4,0.66)") from None
     return out
 
 
 def main(args, gin_args) -> int:
     from runners import trial
 
+    import gin
+
     try:
         probe = trial.build_probe()
     except ConfigError as err:
         print(f"walt-probe extract: {err}", file=sys.stderr)
         return 2
-    specs = _parse_blocks(args.blocks) if args.blocks else [probe.block, *probe.cache_blocks]
+    trial.place_backbone(probe.backbone, gin.get_configurable("Run")().torch_device())
     try:
+        specs = _parse_blocks(args.blocks) if args.blocks else [probe.block, *probe.cache_blocks]
         blocks = sorted({resolve_block(s, probe.backbone.num_blocks) for s in specs})
     except ConfigError as err:
         print(f"walt-probe extract: {err}", file=sys.stderr)

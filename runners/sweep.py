@@ -47,7 +47,8 @@ READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
 class Sweep:
     """One sweep's settings (gin: `Sweep.<field>`).
 
-    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`.
+    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`, or
+      a list of such spaces whose axes multiply (their keys must differ).
     name: experiment name; results go to <storage_path>/<name>.
     storage_path: root folder of experiments (absolute, or relative to the cwd).
     cpus_per_trial, gpus_per_trial: Ray resources of each trial and cache task (fractions allowed).
@@ -112,6 +113,19 @@ def trial_key(sample: Mapping[str, Any], base: Mapping) -> str:
         parts.append(f"{short}={value}")
     slug = "".join(c if c.isalnum() or c in "=.-+" else "_" for c in ",".join(parts))[:80]
     return f"{slug}_{digest}" if slug else digest
+
+
+def merge_spaces(spaces) -> dict:
+    """One space from a space or a list of spaces (axes multiply); a key may appear only once."""
+    if isinstance(spaces, Mapping):
+        return dict(spaces)
+    merged: dict = {}
+    for space in spaces:
+        clash = sorted(set(merged) & set(space))
+        if clash:
+            raise ValueError(f"search spaces both set {clash}; give each binding in one space only")
+        merged.update(space)
+    return merged
 
 
 def expand_grid(space: Mapping[str, Any]) -> list[dict]:
@@ -310,7 +324,11 @@ def main(args, gin_args) -> int:
         print("walt-probe sweep: no search space: set Sweep.space = @block_x_timestep() (or "
               "@variants(), @scaling(), @backbones()) in a gin file", file=sys.stderr)
         return 2
-    space = dict(sw.space)
+    try:
+        space = merge_spaces(sw.space)
+    except ValueError as err:
+        print(f"walt-probe sweep: {err}", file=sys.stderr)
+        return 2
     name = args.name or sw.name
     exp_dir = Path(args.storage_path or sw.storage_path).expanduser().resolve() / name
     signature = _signature(gin_args, space)

@@ -13,11 +13,12 @@ def variants(tasks: Sequence[str] = (), variants: Sequence[str] = ("image", "vid
     tasks: gin references of task builders, e.g. ('@SyntheticObjects()', '@SyntheticMotionActions()');
       they are bound to the macro `task_macro` (the experiment's gin files must define it and
       include each task's settings). Empty: keep the gin file's task.
-    variants: Backbone.variant values ('image' = I-WALT, 'video' = V-WALT).
+    variants: Backbone.variant values ('image' = I-WALT, 'video' = V-WALT); empty: not swept
+      here (e.g. when `backbones()` bundles each variant with its checkpoint).
     """
     from ray import tune  # imported here so registering spaces in gin stays cheap
 
-    space = {"Backbone.variant": tune.grid_search(list(variants))}
+    space = {"Backbone.variant": tune.grid_search(list(variants))} if variants else {}
     if tasks:
         bad = [t for t in tasks if not str(t).startswith("@")]
         if bad:

@@ -1,0 +1,19 @@
+"""Fixtures of the study-engine tests: a private synthetic-data cache (Ray workers inherit it)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory):
+    """Renders the smoke datasets once per session into a private folder (Ray workers inherit it)."""
+    path = tmp_path_factory.mktemp("synthetic")
+    old = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE")
+    os.environ["WALT_PROBE_SYNTHETIC_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("WALT_PROBE_SYNTHETIC_CACHE", None)
+    else:
+        os.environ["WALT_PROBE_SYNTHETIC_CACHE"] = old
