@@ -43,7 +43,8 @@ class Pretrain:
       checkpoint_every: steps between regular checkpoints; fractions: named fractions of the
         run that are checkpointed, exported and kept (paper Sec. 4.4: 5, 10, 20, 26, 50, 100 %).
       log_every: steps between loss syncs (one host sync each), num_samples / sample_steps:
-        DDIM samples (or reconstructions) drawn into the contact sheet at each checkpoint.
+        DDIM samples (or reconstructions) drawn into the contact sheet at each checkpoint;
+        eval_clips: held-out clips scored at each checkpoint (PSNR / v-MSE).
       export_dtype: 'float32' | 'bfloat16' for the exported safetensors.
     Tokenizer stage
       tokenizer_size, latent_weight (latent-norm term), perceptual_weight / adversarial_weight
@@ -74,6 +75,7 @@ class Pretrain:
     fractions: tuple = (0.05, 0.1, 0.2, 0.26, 0.5, 1.0)
     log_every: int = 50
     num_samples: int = 4
+    eval_clips: int = 64
     sample_steps: int = 50
     export_dtype: str = "float32"
     tokenizer_size: str = "tiny"

@@ -161,7 +161,7 @@ def tokenizer_stage(cfg, run, gin_args, d: Dist, *, resume: bool, stop_after: in
         mean, std = latent_statistics(tok.encode_raw, iter_unit_batches(train[:cfg.stats_clips], d.device))
         tok.set_latent_stats(mean, std)
         row = {"step": step, "tag": tag, "latent_mean": mean.tolist(), "latent_std": std.tolist()}
-        held_out = val if val is not None else train[-min(64, len(train)):]
+        held_out = (val if val is not None else train)[-min(cfg.eval_clips, len(train)):]
         scores, sheet = [], []
         for video in iter_unit_batches(held_out, d.device):
             recon = tok.decode_raw(tok.encode_raw(video))
@@ -246,10 +246,10 @@ def diffusion_stage(cfg, run, gin_args, d: Dist, *, resume: bool, stop_after: in
     def held_out_loss(ema_model, lat_bank: LatentBank) -> dict:
         """v-MSE at fixed timesteps and fixed noise on held-out clips and image stacks."""
         out = {}
-        z_clip = lat_bank.clip_latents[:64]
+        z_clip = lat_bank.clip_latents[:cfg.eval_clips]
         tl = lat_bank.latent_shape[0]
         frames = torch.linspace(0, lat_bank.frame_latents.shape[1] - 1, tl).round().long()
-        z_img = rearrange(lat_bank.frame_latents[:64, frames], "b t z h w -> b z t h w")
+        z_img = rearrange(lat_bank.frame_latents[:cfg.eval_clips, frames], "b t z h w -> b z t h w")
         for name, z0, flag in (("clips", z_clip, False), ("images", z_img, True)):
             flags = torch.full((len(z0),), flag, device=z0.device)
             noise = eval_noise(z0.shape, torch.arange(len(z0)), device=z0.device)

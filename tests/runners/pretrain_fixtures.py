@@ -32,7 +32,7 @@ class MovingSquares(torch.utils.data.Dataset):
 def tiny_config(**overrides) -> Pretrain:
     base = dict(train_data=MovingSquares(12), val_data=MovingSquares(4, seed=1), num_frames=5,
                 image_size=16, steps=6, batch_size=4, lr=1e-3, warmup=2, checkpoint_every=3,
-                fractions=(0.5, 1.0), log_every=1, num_samples=2, sample_steps=3, stats_clips=8,
+                fractions=(0.5, 1.0), log_every=1, num_samples=1, sample_steps=2, stats_clips=8, eval_clips=4,
                 tokenizer_size="tiny", walt_size="tiny", precision="fp32")
     base.update(overrides)
     return Pretrain(**base)

@@ -24,10 +24,10 @@ def tokenizer_run(tmp_path_factory):
     return out, result
 
 
-def diffusion(tokenizer_run, out, **kw):
+def diffusion(tokenizer_run, out, resume=False, **kw):
     tok_dir = tokenizer_run[0]
     cfg = tiny_config(stage="diffusion", tokenizer_checkpoint=str(tok_dir / "export" / "tokenizer.safetensors"), **kw)
-    return run_stage(cfg, run_settings(out), GinArgs(), resume=kw.pop("resume", False))
+    return run_stage(cfg, run_settings(out), GinArgs(), resume=resume)
 
 
 def test_tokenizer_stage_stores_latent_stats_and_psnr(tokenizer_run):
@@ -41,7 +41,7 @@ def test_tokenizer_stage_stores_latent_stats_and_psnr(tokenizer_run):
 
 
 def test_resume_reproduces_uninterrupted_run(tokenizer_run, tmp_path):
-    settings = dict(steps=4, checkpoint_every=2, fractions=(1.0,), sample_steps=2)
+    settings = dict(steps=4, checkpoint_every=2, fractions=(1.0,), sample_steps=1)
     full = diffusion(tokenizer_run, tmp_path / "full", **settings)
     cfg_dir = tmp_path / "killed"
     tok = str(tokenizer_run[0] / "export" / "tokenizer.safetensors")
