@@ -164,5 +164,11 @@ class WALTBackbone(torch.nn.Module):
         noise = (eval_noise(z0.shape, seeds, device=z0.device) if seeds is not None
                  else torch.randn_like(z0))
         z_t = self.schedule.add_noise(z0, noise, t)                    # (b, z, t, h, w)
-        feats = self.walt.forward_features(z_t, t, blocks)             # {l: (b, t, h, w, D)}
+        # I-WALT was trained on frames as independent images (paper Sec. 3.3), all carrying the
+        # frame-0 temporal embedding; probe it the same way, or it would see embeddings of
+        # latent frames 1..4 that its training never used.
+        independent = (torch.ones(b, dtype=torch.bool, device=z0.device)
+                       if self.walt.variant == "image" else None)
+        feats = self.walt.forward_features(z_t, t, blocks,            # {l: (b, t, h, w, D)}
+                                           independent_frames=independent)
         return {block: f.float() for block, f in feats.items()}
