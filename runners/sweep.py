@@ -187,7 +187,8 @@ def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
         return {"split": split, "skipped": "Probe.use_cache is off"}
     run = __import__("gin").get_configurable("Run")()
     trial.place_backbone(probe.backbone, run.torch_device())
-    blocks = extract.valid_blocks([probe.block, *probe.cache_blocks], probe.backbone.num_blocks)
+    # The grid's block axis (Probe.cache_blocks); the gin file's own block only without one.
+    blocks = extract.valid_blocks(list(probe.cache_blocks) or [probe.block], probe.backbone.num_blocks)
     if not blocks:
         return {"split": split, "skipped": "no valid block in this grid point"}
     entry, created = extract.ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
@@ -294,6 +295,9 @@ def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
             continue
         created += bool(res.get("created"))
         batches += res.get("backbone_batches", 0)
+        state = "extracted" if res.get("created") else res.get("skipped") or "already cached"
+        print(f"sweep: cache {len(refs) - len(pending)}/{len(refs)} [{split}] {' '.join(g) or 'base config'}: "
+              f"{state}", flush=True)
     print(f"sweep: caches ready ({created} extracted, {len(refs) - created} reused or skipped, "
           f"{batches} backbone batches)", flush=True)
 
@@ -375,25 +379,29 @@ def main(args, gin_args) -> int:
 def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
     from runners.tune_progress import describe
 
-    n_err = 0
+    counts: dict[str, int] = {}
     print("sweep: results")
     for result in grid:
         m = result.metrics or {}
-        axes = describe(result.config)
+        axes = describe(result.config) or "(unknown grid point)"
         if result.error is not None:
-            n_err += 1
-            msg = str(result.error).strip().splitlines()
-            print(f"  ERROR    {axes}: {msg[-1] if msg else type(result.error).__name__}")
-        elif m.get("status") != "ok":
-            print(f"  {str(m.get('status')).upper():8s} {axes}: {m.get('error')}")
+            status, lines = "error", str(result.error).strip().splitlines()
+            text = lines[-1] if lines else type(result.error).__name__
+        elif not m.get("status"):
+            status, text = "unfinished", "not run yet (the sweep was stopped); rerun the same command"
+        elif m["status"] != "ok":
+            status, text = m["status"], m.get("error")
         else:
-            print(f"  ok       {axes}: {m.get('metric')} = {m.get('value'):.4f}"
-                  f"{' (reused)' if m.get('reused') else ''}")
-    print(f"sweep: {len(grid)} trials, {n_err} errored, {wall:.0f}s -> {exp_dir}", flush=True)
+            status = "ok"
+            text = f"{m.get('metric')} = {m.get('value'):.4f}" + (" (reused)" if m.get("reused") else "")
+        counts[status] = counts.get(status, 0) + 1
+        print(f"  {status:10s} {axes}: {text}")
+    tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"sweep: {len(grid)} trials ({tally}), {wall:.0f}s -> {exp_dir}", flush=True)
     if sw.report:
         from runners import report
         report.write_report([exp_dir], exp_dir / "report")
         print(f"sweep: report in {exp_dir / 'report'} (walt-probe report {exp_dir} --out DIR redraws it)")
     else:
         print(f"sweep: next: walt-probe report {exp_dir} --out {exp_dir / 'report'}")
-    return 0
+    return 130 if counts.get("unfinished") else 0
