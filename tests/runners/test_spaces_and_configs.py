@@ -1,0 +1,65 @@
+"""Search spaces map gin bindings to tune specs; every gin/experiments file parses."""
+
+from pathlib import Path
+
+import gin
+import pytest
+
+import search_spaces
+from runners import gin_setup, sweep
+
+EXPERIMENTS = sorted(p for p in (gin_setup.DEFAULT_SEARCH_PATH / "experiments").glob("*.gin")
+                     if not p.name.startswith("pretrain"))
+
+
+# Files meant to be included after a backbone and a task file (they say so in their header).
+INCLUDED = {"probe_base.gin": ("backbones/tiny.gin", "tasks/synthetic/motion_ssv2.gin"),
+            "cpu_heads.gin": ()}
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_experiment_file_parses(path):
+    before = tuple(str(gin_setup.DEFAULT_SEARCH_PATH / f) for f in INCLUDED.get(path.name, ()))
+    gin_setup.parse(gin_setup.GinArgs(files=(*before, str(path))))
+
+
+@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.name.startswith(("sweep", "quickstart"))],
+                         ids=lambda p: p.name)
+def test_sweep_files_define_a_space_with_valid_bindings(path):
+    gin_setup.parse(gin_setup.GinArgs(files=(str(path),)))
+    space = sweep.merge_spaces(gin.get_configurable("Sweep")().space)
+    points = sweep.expand_grid(space)
+    assert points
+    # Every grid point's bindings parse on top of the file (names and macros exist).
+    gin_setup.parse(gin_setup.GinArgs(files=(str(path),)), sweep.to_bindings(points[-1]))
+
+
+def test_quickstart_is_the_promised_grid():
+    path = gin_setup.DEFAULT_SEARCH_PATH / "experiments" / "quickstart.gin"
+    gin_setup.parse(gin_setup.GinArgs(files=(str(path),)))
+    space = sweep.merge_spaces(gin.get_configurable("Sweep")().space)
+    points = sweep.expand_grid(space)
+    assert len(points) == 2 * 3 * 3 * 3
+    assert len(sweep.cache_groups(space)) == 2 * 3 * 3  # one cache per variant x t x task
+
+
+def test_spaces():
+    s = search_spaces.block_x_timestep(num_blocks=3, timesteps=(0, 200), variants=("image", "video"))
+    assert s["Probe.block"]["grid_search"] == [0, 1, 2, 3]
+    assert s["Backbone.variant"]["grid_search"] == ["image", "video"]
+    assert search_spaces.block_x_timestep()["Probe.timestep"]["grid_search"] == list(search_spaces.PAPER_TIMESTEPS)
+    with pytest.raises(ValueError, match="outside"):
+        search_spaces.block_x_timestep(timesteps=(1000,))
+    v = search_spaces.variants(tasks=("@SyntheticObjects()",))
+    assert v["TASK"]["grid_search"] == ["@SyntheticObjects()"]
+    with pytest.raises(ValueError, match="gin references"):
+        search_spaces.variants(tasks=("objects",))
+    sc = search_spaces.scaling(sizes=("284m",), checkpoints={"284m/video": "/c.safetensors"})
+    bundles = sc["model"]["grid_search"]
+    assert bundles[1] == {"Backbone.size": "284m", "Backbone.variant": "video",
+                          "Backbone.walt_checkpoint": "/c.safetensors"}
+    with pytest.raises(ValueError, match="does not contain"):
+        search_spaces.scaling(sizes=("284m",), checkpoints={"1p9b/video": "x"})
+    b = search_spaces.backbones()["backbone"]["grid_search"]
+    assert [m["__name__"] for m in b] == ["I-WALT", "V-WALT"]
+    assert sweep.to_bindings({"backbone": b[0]}) == ["Backbone.variant = 'image'"]
