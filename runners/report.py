@@ -246,9 +246,9 @@ def write_report(dirs: Sequence[str | Path], out: str | Path) -> dict:
     """Writes results.csv, the PNGs and summary.md into `out`; returns {name: path or None}."""
     from runners import plots
 
+    df = collect(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    df = collect(dirs)
     csv = out / "results.csv"
     gin_setup.write_text_atomic(csv, df.to_csv(index=False))
     figures, notes = plots.draw_all(df, out)
@@ -272,6 +272,10 @@ def main(args, gin_args) -> int:
         print(f"walt-probe report: {err}", file=sys.stderr)
         return 2
     df = pd.read_csv(paths["csv"])
+    if df.empty:
+        print(f"walt-probe report: no trial results (metrics.json) under {', '.join(args.experiments)}",
+              file=sys.stderr)
+        return 1
     drawn = [k for k, v in paths.items() if v and k not in ("csv", "summary")]
     print(f"report: {len(df)} trials ({int((df.status == 'ok').sum())} ok) -> {paths['csv']}, "
           f"{len(drawn)} figures, {paths['summary']}")
