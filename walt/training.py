@@ -143,6 +143,25 @@ def latent_statistics(encode_raw: Callable[[torch.Tensor], torch.Tensor], videos
 
 # ----------------------------------------------------------------------------- diffusion
 
+_ABAR_CACHE: dict = {}
+
+
+def _coefficients(schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sqrt(abar_t), sqrt(1 - abar_t)) shaped (b, 1, 1, 1, 1), gathered on `like`'s device.
+
+    The same values as the schedule's own helpers, but without moving t to the host, so a
+    training step issues no device synchronisation (it matters for small models on a GPU).
+    """
+    key = (id(schedule), like.device)
+    table = _ABAR_CACHE.get(key)
+    if table is None or table[0] is not schedule.alphas_cumprod:
+        abar = schedule.alphas_cumprod.to(like.device, torch.float64)
+        table = (schedule.alphas_cumprod, abar.sqrt().float(), (1 - abar).sqrt().float())
+        _ABAR_CACHE[key] = table
+    shape = (-1,) + (1,) * (like.ndim - 1)
+    return table[1][t].view(shape), table[2][t].view(shape)
+
+
 def diffusion_loss(
     model: nn.Module,
     schedule,
@@ -169,14 +188,15 @@ def diffusion_loss(
       attention across its latent frames), or None (all clips).
     Returns (loss, metrics) with metrics 'mse' (detached).
     """
-    z_t = schedule.add_noise(z0, noise, t)
-    target = schedule.velocity(z0, noise, t)
+    a, s = _coefficients(schedule, t, z0)
+    z_t = a * z0 + s * noise                 # schedule.add_noise
+    target = a * noise - s * z0              # schedule.velocity
     self_cond = None
     if self_condition:
         with torch.no_grad():
             first = (self_cond_model or model)(z_t, t, text=None, self_cond=None,
                                                independent_frames=independent_frames)
-            self_cond = schedule.predict_x0(z_t, first.float(), t).to(z_t.dtype).detach()
+            self_cond = (a * z_t - s * first.float()).to(z_t.dtype)   # schedule.predict_x0
     v = model(z_t, t, text=None, self_cond=self_cond, independent_frames=independent_frames)
     loss = (v.float() - target.float()).pow(2).mean()
     return loss, {"mse": loss.detach()}
