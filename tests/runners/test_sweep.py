@@ -20,6 +20,9 @@ import pytest
 
 from runners import sweep
 
+# Two full sweeps (killed, then resumed) with Ray start-up: minutes, more on a busy machine.
+pytestmark = pytest.mark.timeout(1800)
+
 REPO = Path(__file__).resolve().parents[2]
 WALT_PROBE = str(Path(sys.executable).with_name("walt-probe"))
 
@@ -65,7 +68,7 @@ def _run_killed_then_resumed(tmp: Path, sig: int) -> tuple[Path, dict, subproces
         first.wait(timeout=180)
     before = _finished(exp)
     assert 2 <= len(before) < 4, (tmp / "first.log").read_text()[-3000:]
-    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     return exp, before, second
 
 
