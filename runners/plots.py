@@ -153,7 +153,8 @@ def heatmap(df: pd.DataFrame, task: str, model: str, path: Path) -> str | None:
         grid[blocks.index(int(r.block)), ts.index(int(r.t))] = r.value
     hib = bool(ok.higher_is_better.iloc[0]) if len(ok) else True
     metric = ok.metric.iloc[0] if len(ok) else (g.metric.dropna().iloc[0] if g.metric.notna().any() else "metric")
-    fig, ax = plt.subplots(figsize=(1.0 * len(ts) + 3, 0.55 * len(blocks) + 2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.0 * len(ts) + 3), 0.55 * len(blocks) + 2.3),
+                           layout="constrained")
     # Colour runs so that "better" is always bright, whatever the metric's direction.
     im = ax.imshow(grid, cmap="viridis" if hib else "viridis_r", aspect="auto")
     cbar = fig.colorbar(im, ax=ax)
@@ -168,7 +169,8 @@ def heatmap(df: pd.DataFrame, task: str, model: str, path: Path) -> str | None:
     for _, r in g[g.status != "ok"].iterrows():
         bi, ti = blocks.index(int(r.block)), ts.index(int(r.t))
         ax.add_patch(plt.Rectangle((ti - 0.5, bi - 0.5), 1, 1, fill=False, hatch="xx", color="red", lw=0))
-        ax.text(ti, bi, str(r.status), ha="center", va="center", fontsize=7, color="red")
+        ax.text(ti, bi, f"{r.status} (no value)", ha="center", va="center", fontsize=7, color="red",
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
     if finite.size:
         bi, ti = np.unravel_index(np.nanargmax(grid) if hib else np.nanargmin(grid), grid.shape)
         ax.add_patch(plt.Rectangle((ti - 0.5, bi - 0.5), 1, 1, fill=False, ec="white", lw=3))
@@ -177,7 +179,7 @@ def heatmap(df: pd.DataFrame, task: str, model: str, path: Path) -> str | None:
     ax.set_yticks(range(len(blocks)), blocks)
     ax.set_xlabel(T_LABEL)
     ax.set_ylabel("block (0 = embedding output)")
-    ax.set_title(f"{task} - {model}: block x timestep (best cell outlined)")
+    ax.set_title(f"{task} - {model}\nblock x timestep (best cell outlined, failed trials hatched)")
     return _save(fig, path)
 
 
