@@ -77,7 +77,19 @@ def main() -> None:
         load = "load %.1f" % os.getloadavg()[0]
     except OSError:
         load = ""
-    rows = []
+    header = ("| machine | device | what | speed | conditions | date | command |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |\n")
+    if not os.path.exists(args.out):
+        with open(args.out, "w") as f:
+            f.write("# Synthetic world rendering speed\n\nMade by `benchmarks/render_speed.py`; one row per "
+                    "measurement. Target: a 2,000-clip 64 x 64 training split in under 2 minutes on 2 CPU cores.\n\n"
+                    + header)
+
+    def emit(row: str) -> None:  # one row at a time, so a long run keeps what it measured
+        print(row, flush=True)
+        with open(args.out, "a") as f:
+            f.write(row + "\n")
+
     for device in args.devices:
         if device == "cuda" and not torch.cuda.is_available():
             print("cuda: not available, skipped")
@@ -85,24 +97,12 @@ def main() -> None:
         host = torch.cuda.get_device_name() if device == "cuda" else machine()
         for size in args.sizes:
             rate = clips_per_second(size, args.clips, device)
-            rows.append(f"| {host} | {device} | {size} x {size} x 17 | {rate:.2f} clips/s | "
-                        f"{load} {args.note} | {date} | `{command}` |")
-            print(rows[-1], flush=True)
+            emit(f"| {host} | {device} | {size} x {size} x 17 | {rate:.2f} clips/s | "
+                 f"{load} {args.note} | {date} | `{command}` |")
     if args.split:
         sec = split_seconds(args.split, 64, args.num_proc)
-        rows.append(f"| {machine()} | cpu, num_proc {args.num_proc} | {args.split}-clip split, 64 x 64 x 17 | "
-                    f"{sec:.1f} s ({args.split / sec:.1f} clips/s) | {load} {args.note} | {date} | `{command}` |")
-        print(rows[-1], flush=True)
-    header = ("| machine | device | what | speed | conditions | date | command |\n"
-              "| --- | --- | --- | --- | --- | --- | --- |\n")
-    exists = os.path.exists(args.out)
-    with open(args.out, "a") as f:
-        if not exists:
-            f.write("# Synthetic world rendering speed\n\nMade by `benchmarks/render_speed.py`; one row per "
-                    "measurement. Target: a 2,000-clip 64 x 64 training split in under 2 minutes on 2 CPU cores.\n\n"
-                    + header)
-        f.write("\n".join(rows) + "\n")
-
+        emit(f"| {machine()} | cpu, num_proc {args.num_proc} | {args.split}-clip split, 64 x 64 x 17 | "
+             f"{sec:.1f} s ({args.split / sec:.1f} clips/s) | {load} {args.note} | {date} | `{command}` |")
 
 if __name__ == "__main__":
     main()

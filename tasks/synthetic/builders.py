@@ -14,7 +14,7 @@ import torch
 
 from tasks import kinds
 from tasks.synthetic import analogs
-from tasks.synthetic.dataset import ItemDataset, cached_dataset_dict, clip_generator
+from tasks.synthetic.dataset import SPLITS, ItemDataset, cached_dataset_dict, clip_generator
 from tasks.task import Task
 
 
@@ -28,7 +28,8 @@ def render_chunk(indices, *, name: str, split: str, seed: int, image_size: int,
 def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
                     num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
                     num_proc: int = 1) -> dict[str, ItemDataset]:
-    """{'train', 'val'} -> ItemDataset of analog `name` (rendered on first use, then cached)."""
+    """{'train', 'val'} -> ItemDataset of analog `name` (rendered on first use, then cached;
+    a split of size 0 is left out)."""
     analog = analogs.get(name)
     if image_size % 8:
         raise ValueError(f"image_size must be a multiple of 8 (the tokenizer's stride); got {image_size}")
@@ -36,7 +37,7 @@ def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int =
     make = lambda split: functools.partial(render_chunk, name=name, split=split, seed=seed,  # noqa: E731
                                            image_size=image_size, num_frames=num_frames)
     dd = cached_dataset_dict(name, params, {"train": num_train, "val": num_val}, make, cache_dir, num_proc)
-    return {"train": ItemDataset(dd["train"]), "val": ItemDataset(dd["validation"])}
+    return {split: ItemDataset(dd[hf_name]) for split, hf_name in SPLITS.items() if hf_name in dd}
 
 
 def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 2000,

@@ -59,6 +59,8 @@ def draw(out: str, image_size: int = 64, seed: int = 0) -> None:
                     pts = item["target_points"][:, t] - 0.5  # pixel centres -> imshow coordinates
                     ax.scatter(pts[vis, 0], pts[vis, 1], s=2, c="yellow", linewidths=0)
                     ax.scatter(pts[~vis, 0], pts[~vis, 1], s=2, c="red", linewidths=0)
+                    ax.set_xlim(-0.5, image_size - 0.5)
+                    ax.set_ylim(image_size - 0.5, -0.5)
                 if name == "box_tracks":
                     for n in np.nonzero(item["box_valid"][:, t])[0]:
                         x0, y0, x1, y1 = item["boxes"][n, t] * image_size - 0.5

@@ -77,13 +77,12 @@ def _features(example: dict[str, np.ndarray]) -> datasets.Features:
     return datasets.Features(feats)
 
 
-def _generate(indices: Sequence[int], render_chunk: Callable, torch_threads: int):
-    """datasets generator: renders `indices` in chunks and yields stored items."""
+def _generate(chunks: Sequence[Sequence[int]], render_chunk: Callable, torch_threads: int):
+    """datasets generator: renders each chunk of indices as one batch and yields stored items."""
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    indices = list(indices)
-    for start in range(0, len(indices), CHUNK):
-        chunk = indices[start:start + CHUNK]
+    for chunk in chunks:
+        chunk = list(chunk)
         for index, item in zip(chunk, render_chunk(chunk)):
             yield {"index": index, **{k: np.asarray(v).astype(_STORED[k]) for k, v in item.items()}}
 
@@ -93,13 +92,15 @@ def build_split(size: int, render_chunk: Callable, work_dir: str, num_proc: int 
 
     render_chunk(indices) -> list of item dicts; it must pickle when num_proc > 1.
     """
-    probe = next(_generate([0], render_chunk, 0))
+    probe = next(_generate([[0]], render_chunk, 0))
     features = _features({k: v for k, v in probe.items() if k != "index"})
-    # With num_proc > 1, datasets splits the index list into contiguous shards, one per
-    # worker process, each with one torch thread (the cores are the processes).
+    # datasets shards list-valued gen_kwargs: a list of CHUNK-sized index lists keeps each
+    # render batched; with num_proc > 1 the chunks go to worker processes in contiguous
+    # runs, each worker with one torch thread (the cores are the processes).
+    chunks = [list(range(i, min(size, i + CHUNK))) for i in range(0, size, CHUNK)]
     ds = datasets.Dataset.from_generator(
         _generate, features=features, num_proc=num_proc if num_proc > 1 else None,
-        gen_kwargs={"indices": list(range(size)), "render_chunk": render_chunk,
+        gen_kwargs={"chunks": chunks, "render_chunk": render_chunk,
                     "torch_threads": 1 if num_proc > 1 else 0},
         cache_dir=work_dir)
     return ds
