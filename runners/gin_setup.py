@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -31,6 +32,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEARCH_PATH = REPO_ROOT / "gin"
 
 _SHORTHAND = re.compile(r"^--gin\.([^=]+)=(.*)$", re.DOTALL)
+
+
+def _drop_gin_probe_noise(record: logging.LogRecord) -> bool:
+    # gin first tries every include as a Python-package resource and logs a root-level ERROR
+    # ("Path not found") when it is not one, before finding the file on the search path.
+    return not (record.pathname.endswith(os.path.join("gin", "resource_reader.py"))
+                and record.getMessage().startswith("Path not found"))
+
+
+logging.getLogger().addFilter(_drop_gin_probe_noise)
 
 
 class GinError(ValueError):
