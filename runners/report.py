@@ -215,7 +215,8 @@ def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes:
                 i, v = g[(g.variant == "image") & (g["size"] == size)], g[(g.variant == "video") & (g["size"] == size)]
                 if len(i) and len(v):
                     rel = relative_change(v.value.iloc[0], i.value.iloc[0], bool(g.higher_is_better.iloc[0]))
-                    pairs.append(f"| {task} | {size} | {i.value.iloc[0]:.4g} | {v.value.iloc[0]:.4g} | {rel:+.1f}% |")
+                    change = "n/a (I-WALT = 0)" if pd.isna(rel) else f"{rel:+.1f}%"
+                    pairs.append(f"| {task} | {size} | {i.value.iloc[0]:.4g} | {v.value.iloc[0]:.4g} | {change} |")
         if pairs:
             lines += ["## V-WALT vs I-WALT (relative change, positive = video better)", "",
                       "| task | size | I-WALT | V-WALT | change |", "|---|---|---|---|---|", *pairs, ""]
