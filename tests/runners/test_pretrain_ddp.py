@@ -33,7 +33,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
               run_settings(out), GinArgs())
 
 
-@pytest.mark.slow  # spawns 2 processes: ~1-3 min on 2 cores; run with -m slow
 @pytest.mark.timeout(600)
 def test_gloo_two_processes_match_one(tmp_path):
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "ddp")), nprocs=2, join=True,
