@@ -2,6 +2,9 @@
 
   --what sizes    parameter table of every named WALT size (I-WALT and V-WALT, counted on the
                   meta device, so instant) and of every tokenizer size.
+  --what pca      the paper's Fig. 4 probe: the brick-wall clip (a frozen region with a moving
+                  subset inside) through I-WALT and V-WALT, their features at one block and t
+                  projected on the first three principal components and shown as colours.
 
 Each view is one function `show_<what>(args) -> int` listed in VIEWS; adding a view adds one
 function and one entry (argparse takes its choices from VIEWS).
@@ -10,6 +13,7 @@ function and one entry (argparse takes its choices from VIEWS).
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 USES_GIN = False  # the sizes table needs no configuration; views that do parse gin themselves
 
@@ -47,12 +51,77 @@ def show_sizes(args) -> int:
     return 0
 
 
-VIEWS = {"sizes": show_sizes}
+def _pca_rgb(feats):
+    """(t, h, w, d) features -> (t, h, w, 3) in [0, 1]: projection on the top-3 principal
+    components of these tokens, each component min-max scaled (as DINO-style PCA maps)."""
+    import torch
+    from einops import rearrange
+
+    t, h, w, _ = feats.shape
+    x = rearrange(feats, "t h w d -> (t h w) d").float()
+    x = x - x.mean(dim=0)
+    _, _, v = torch.pca_lowrank(x, q=3, center=False)
+    y = x @ v[:, :3]
+    y = (y - y.min(dim=0).values) / (y.max(dim=0).values - y.min(dim=0).values).clamp_min(1e-8)
+    return rearrange(y, "(t h w) c -> t h w c", t=t, h=h, w=w)
+
+
+def show_pca(args) -> int:
+    """Brick-wall clip -> I-WALT and V-WALT features at (block, t) -> PCA colour maps (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from tasks.synthetic.brick_wall import brick_wall_clip
+    from walt.build import build_backbone
+
+    clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
+    video = clip["video"][None]                                     # (1, T, H, W, 3) uint8
+    rows = []
+    for label, variant, ckpt in (("I-WALT", "image", args.iwalt), ("V-WALT", "video", args.vwalt)):
+        backbone = build_backbone(variant=variant, tokenizer_checkpoint=args.tokenizer,
+                                  walt_checkpoint=ckpt, image_size=args.image_size)
+        feats = backbone.features(video, args.timestep, [args.block],
+                                  seeds=torch.zeros(1, dtype=torch.long))[args.block][0]
+        rows.append((label, _pca_rgb(feats)))                       # (t, h, w, 3)
+    t = rows[0][1].shape[0]
+    frames = [min(4 * i, 16) for i in range(t)]                     # last pixel frame of latent i
+    fig, axes = plt.subplots(3, t, figsize=(2.2 * t, 7), layout="constrained")
+    for i in range(t):
+        axes[0, i].imshow(video[0, frames[i]].numpy())
+        axes[0, i].contour(clip["moving_mask"].numpy(), levels=[0.5], colors="w", linewidths=0.8)
+        axes[0, i].contour(clip["frozen_mask"].numpy(), levels=[0.5], colors="y", linewidths=0.8)
+        axes[0, i].set_title(f"frame {frames[i]} (latent {i})", fontsize=9)
+        for r, (label, rgb) in enumerate(rows, start=1):
+            axes[r, i].imshow(rgb[i].numpy(), interpolation="nearest")
+            if i == 0:
+                axes[r, i].set_ylabel(label)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(f"Brick-wall probe (paper Fig. 4): PCA of block {args.block} features at t = "
+                 f"{args.timestep}. Yellow: frozen region; white: the subset inside it that moves.")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}")
+    return 0
+
+
+VIEWS = {"sizes": show_sizes, "pca": show_pca}
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--what", choices=sorted(VIEWS), default="sizes",
                         help="what to show (default: %(default)s)")
+    pca = parser.add_argument_group("--what pca")
+    pca.add_argument("--block", type=int, default=5, help="block to capture (default: %(default)s)")
+    pca.add_argument("--timestep", type=int, default=200, help="noise timestep (default: %(default)s)")
+    pca.add_argument("--image_size", type=int, default=64)
+    pca.add_argument("--tokenizer", default="checkpoints/tokenizer_small.safetensors")
+    pca.add_argument("--iwalt", default="checkpoints/iwalt_small.safetensors")
+    pca.add_argument("--vwalt", default="checkpoints/vwalt_small.safetensors")
+    pca.add_argument("--out", default="results/brick_wall_pca.png")
 
 
 def main(args, gin_args) -> int:
