@@ -44,6 +44,11 @@ def _models(df: pd.DataFrame) -> list[str]:
     return sorted(df.model.dropna().unique(), key=model_sort_key)
 
 
+def _tick_style(n: int) -> dict:
+    # More than a handful of two-line task labels overlap; slant them instead.
+    return {"rotation": 30, "ha": "right", "rotation_mode": "anchor"} if n > 5 else {}
+
+
 def _save(fig, path: Path) -> str:
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -90,7 +95,8 @@ def fig1_relative_change(df: pd.DataFrame, path: Path) -> str | None:
     for task in failed_tasks:
         ax.text(tasks.index(task), 0, "failed", ha="center", va="bottom", color="red", fontsize=9)
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_xticks(range(len(tasks)), [_task_label(df, t) for t in tasks])
+    ax.set_xticks(range(len(tasks)), [_task_label(df, t) for t in tasks],
+                  **_tick_style(len(tasks)))
     ax.set_ylabel("relative change of V-WALT vs I-WALT (%)\n(> 0: video model better)")
     ax.set_title("Video vs image diffusion features per task (Fig. 1)\n"
                  "best block x t per model; sign flipped for lower-is-better metrics")
@@ -212,7 +218,8 @@ def fig7_relative(df: pd.DataFrame, path: Path) -> tuple[str | None, str | None]
         if (failed.task == task).any():
             ax.annotate(f"{int((failed.task == task).sum())} failed", (k, 100), xytext=(0, -18),
                         textcoords="offset points", ha="center", color="red", fontsize=8)
-    ax.set_xticks(range(len(tasks)), [_task_label(df, t) for t in tasks])
+    ax.set_xticks(range(len(tasks)), [_task_label(df, t) for t in tasks],
+                  **_tick_style(len(tasks)))
     ax.set_ylabel(f"performance relative to {base} (%)\n(> 100: better; lower-is-better metrics inverted)")
     ax.set_title(f"Every model against {base} (Fig. 7)\nbest block x t per model; marker size grows with model size")
     ax.legend(fontsize=8)
