@@ -20,7 +20,8 @@ INCLUDED = {"probe_base.gin": ("backbones/tiny.gin", "tasks/synthetic/motion_ssv
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_experiment_file_parses(path):
     before = tuple(str(gin_setup.DEFAULT_SEARCH_PATH / f) for f in INCLUDED.get(path.name, ()))
-    gin_setup.parse(gin_setup.GinArgs(files=(*before, str(path))))
+    gin_setup.parse(gin_setup.GinArgs(files=(*before, str(path))))  # raises GinError if broken
+    assert gin.config_str().strip(), f"{path.name} binds nothing"
 
 
 @pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.name.startswith(("sweep", "quickstart"))],
