@@ -23,6 +23,7 @@ COMMANDS = {
     "extract": ("runners.extract", "cache captured activations for a grid's blocks at one t"),
     "probe": ("runners.probe", "train and evaluate one readout on one block at one t"),
     "sweep": ("runners.sweep", "Ray Tune grid of probes (block x timestep, scale, variants)"),
+    "baseline": ("runners.baseline", "score a task's trivial (input-free) predictor for the report"),
     "report": ("runners.report", "collect sweep results into a CSV, the paper's plots, summary.md"),
     "visualize": ("runners.visualize", "parameter tables, contact sheets, PCA of features"),
 }
