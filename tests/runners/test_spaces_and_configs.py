@@ -8,13 +8,13 @@ import pytest
 import search_spaces
 from runners import gin_setup, sweep
 
-EXPERIMENTS = sorted(p for p in (gin_setup.DEFAULT_SEARCH_PATH / "experiments").glob("*.gin")
+EXPERIMENTS = sorted(p for p in (gin_setup.DEFAULT_SEARCH_PATH / "experiments").rglob("*.gin")
                      if not p.name.startswith("pretrain"))
 
 
 # Files meant to be included after a backbone and a task file (they say so in their header).
 INCLUDED = {"probe_base.gin": ("backbones/tiny.gin", "tasks/synthetic/motion_ssv2.gin"),
-            "cpu_heads.gin": ()}
+            "cpu_heads.gin": (), "grid_base.gin": ("tasks/synthetic/motion_ssv2.gin",)}
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
@@ -24,7 +24,8 @@ def test_every_experiment_file_parses(path):
     assert gin.config_str().strip(), f"{path.name} binds nothing"
 
 
-@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.name.startswith(("sweep", "quickstart"))],
+@pytest.mark.parametrize("path", [p for p in EXPERIMENTS if p.name.startswith(("sweep", "quickstart", "grid_", "cells_"))
+                          and not p.name.endswith("_base.gin")],
                          ids=lambda p: p.name)
 def test_sweep_files_define_a_space_with_valid_bindings(path):
     gin_setup.parse(gin_setup.GinArgs(files=(str(path),)))
@@ -44,6 +45,28 @@ def test_quickstart_is_the_promised_grid():
     assert len(sweep.cache_groups(space)) == 2 * 3 * 3  # one cache per variant x t x task
 
 
+def _grid(name):
+    gin_setup.parse(gin_setup.GinArgs(files=(str(gin_setup.DEFAULT_SEARCH_PATH / "experiments" / name),)))
+    return sweep.merge_spaces(gin.get_configurable("Sweep")().space)
+
+
+@pytest.mark.parametrize("task", ["objects", "motion", "depth", "point_tracks"])
+def test_mini_study_grid_is_the_promised_grid(task):
+    # Every other block of 8 plus block 0 and the last, x the five timesteps, x I / V.
+    space = _grid(f"mini_study/grid_{task}.gin")
+    assert space["Probe.block"]["grid_search"] == [0, 2, 4, 6, 8]
+    assert space["Probe.timestep"]["grid_search"] == [0, 100, 200, 500, 900]
+    assert len(sweep.expand_grid(space)) == 5 * 5 * 2
+    assert len(sweep.cache_groups(space)) == 5 * 2  # one backbone pass per t and model
+
+
+def test_mini_study_cells_repeat_seeds_without_extra_passes():
+    space = _grid("mini_study/cells_paper.gin")
+    assert space["Run.seed"]["grid_search"] == [0, 1]
+    assert len(sweep.expand_grid(space)) == 10 * 2 * 2
+    assert len(sweep.cache_groups(space)) == 10 * 2  # the seed is readout-only
+
+
 def test_spaces():
     s = search_spaces.block_x_timestep(num_blocks=3, timesteps=(0, 200), variants=("image", "video"))
     assert s["Probe.block"]["grid_search"] == [0, 1, 2, 3]
@@ -53,6 +76,9 @@ def test_spaces():
         search_spaces.block_x_timestep(timesteps=(1000,))
     v = search_spaces.variants(tasks=("@SyntheticObjects()",))
     assert v["TASK"]["grid_search"] == ["@SyntheticObjects()"]
+    assert search_spaces.seeds((3, 4)) == {"Run.seed": {"grid_search": [3, 4]}}
+    with pytest.raises(ValueError, match="distinct"):
+        search_spaces.seeds((1, 1))
     with pytest.raises(ValueError, match="gin references"):
         search_spaces.variants(tasks=("objects",))
     sc = search_spaces.scaling(sizes=("284m",), checkpoints={"284m/video": "/c.safetensors"})
