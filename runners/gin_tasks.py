@@ -4,7 +4,7 @@ Synthetic analogs: `SyntheticObjects`, `SyntheticScenes`, `SyntheticFineGrained`
 `SyntheticAppearanceActions`, `SyntheticAppearanceActionsXL`, `SyntheticMotionActions`,
 `SyntheticDepth`, `SyntheticCameraPose`, `SyntheticPointTracks`, `SyntheticBoxTracks`
 (each with cache_dir, num_train, num_val, image_size, num_frames, seed, num_proc,
-head_kwargs), and the pretraining streams `SyntheticPretrainClips` / `SyntheticPretrainImages`.
+device ('cpu', 'cuda' or 'auto': where the splits render; part of the cache key), head_kwargs), and the pretraining streams `SyntheticPretrainClips` / `SyntheticPretrainImages`.
 """
 
 import gin

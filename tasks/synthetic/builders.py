@@ -19,34 +19,43 @@ from tasks.task import Task
 
 
 def render_chunk(indices, *, name: str, split: str, seed: int, image_size: int,
-                 num_frames: int) -> list[dict]:
+                 num_frames: int, device: str = "cpu") -> list[dict]:
     """Items of analog `name` for the given indices of a split (a picklable worker function)."""
     gens = [clip_generator(name, split, seed, i) for i in indices]
-    return analogs.render_items(analogs.get(name), gens, image_size, num_frames)
+    return analogs.render_items(analogs.get(name), gens, image_size, num_frames, device)
 
 
 def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
                     num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
-                    num_proc: int = 1) -> dict[str, ItemDataset]:
+                    num_proc: int | None = None, device: str = "cpu") -> dict[str, ItemDataset]:
     """{'train', 'val'} -> ItemDataset of analog `name` (rendered on first use, then cached;
-    a split of size 0 is left out)."""
+    a split of size 0 is left out).
+
+    num_proc: CPU render processes (None: one per usable core, given 64 clips each);
+    device: render device, 'cpu', 'cuda' or 'auto' (cuda when available). The device is
+    part of the cache key (GPU bits may differ); num_proc never changes the bytes.
+    """
     analog = analogs.get(name)
     if image_size % 8:
         raise ValueError(f"image_size must be a multiple of 8 (the tokenizer's stride); got {image_size}")
     params = {"image_size": image_size, "num_frames": 1 if analog.image else num_frames, "seed": seed}
-    make = lambda split: functools.partial(render_chunk, name=name, split=split, seed=seed,  # noqa: E731
-                                           image_size=image_size, num_frames=num_frames)
-    dd = cached_dataset_dict(name, params, {"train": num_train, "val": num_val}, make, cache_dir, num_proc)
+    make = lambda split, dev: functools.partial(render_chunk, name=name, split=split, seed=seed,  # noqa: E731
+                                                image_size=image_size, num_frames=num_frames, device=dev)
+    dd = cached_dataset_dict(name, params, {"train": num_train, "val": num_val}, make, cache_dir,
+                             num_proc, device)
     return {split: ItemDataset(dd[hf_name]) for split, hf_name in SPLITS.items() if hf_name in dd}
 
 
 def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
                    num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
-                   num_proc: int = 1, head_kwargs: dict | None = None) -> Task:
-    """The Task of analog `name` (see analogs.ANALOGS), named 'synthetic_<name>'."""
+                   num_proc: int | None = None, device: str = "cpu",
+                   head_kwargs: dict | None = None) -> Task:
+    """The Task of analog `name` (see analogs.ANALOGS), named 'synthetic_<name>'; data
+    arguments as `analog_datasets`."""
     analog = analogs.get(name)
     data = analog_datasets(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
-                           image_size=image_size, num_frames=num_frames, seed=seed, num_proc=num_proc)
+                           image_size=image_size, num_frames=num_frames, seed=seed, num_proc=num_proc,
+                           device=device)
     task_name = f"synthetic_{name}"
     if analog.kind == "classification":
         return kinds.classification(task_name, data, analog.num_classes, image_task=analog.image,
@@ -66,11 +75,11 @@ def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 
 
 def _builder(name: str):
     def build(cache_dir: str | None = None, num_train: int = 2000, num_val: int = 500,
-              image_size: int = 64, num_frames: int = 17, seed: int = 0, num_proc: int = 1,
-              head_kwargs: dict | None = None) -> Task:
+              image_size: int = 64, num_frames: int = 17, seed: int = 0,
+              num_proc: int | None = None, device: str = "cpu", head_kwargs: dict | None = None) -> Task:
         return synthetic_task(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
                               image_size=image_size, num_frames=num_frames, seed=seed,
-                              num_proc=num_proc, head_kwargs=head_kwargs)
+                              num_proc=num_proc, device=device, head_kwargs=head_kwargs)
     build.__name__ = f"{name}_task"
     build.__doc__ = (f"Task of the synthetic '{name}' analog ({analogs.get(name).real} stand-in); "
                      "arguments as `synthetic_task`.")

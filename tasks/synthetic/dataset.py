@@ -9,6 +9,13 @@ silently serving stale clips. Writes are atomic (temp folder + os.replace).
 Every item is a pure function of (name, split, seed, index): its generator is seeded from
 a hash of those, and rendering is elementwise per clip, so the bytes do not depend on
 batch size or on how the split is sharded over processes.
+
+Speed: on the CPU a split is rendered by one worker process per usable core, each with
+ONE torch thread. The renderer's ops are elementwise passes over ~10^5-10^6 values, too
+small to pay for intra-op threading: two torch threads were 3-4x slower than one on a
+shared 2-core machine, while two single-threaded processes scale almost linearly. On a
+GPU one process renders larger batches. GPU bits may differ from CPU bits (other libm,
+fused multiply-adds), so the render device is part of the cache key.
 """
 
 from __future__ import annotations
@@ -25,11 +32,17 @@ import datasets
 import numpy as np
 import torch
 
-CODE_VERSION = 1
+CODE_VERSION = 2
 DEFAULT_CACHE = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE",
                                os.path.join(os.path.expanduser("~"), ".cache", "walt-probe", "synthetic"))
 SPLITS = {"train": "train", "val": "validation"}
-CHUNK = 16  # clips rendered per batch
+# Clips rendered per batch: small batches stay in the CPU caches (measured 10% faster at 4
+# than at 16); the GPU wants large ones.
+CHUNK = {"cpu": 4, "cuda": 64}
+# A split smaller than this many clips per extra process renders in-process (fork + arrow
+# shard merge cost about a second).
+MIN_CLIPS_PER_PROC = 64
+DEVICES = ("cpu", "cuda", "auto")
 
 # Item key -> (dtype stored on disk, dtype handed out). Depth is stored as float16 (0.05% steps).
 _STORED = {"video": "uint8", "label": "int64", "depth": "float16", "intrinsics": "float32",
@@ -62,6 +75,38 @@ def cache_key(params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' | 'cuda' | 'auto' (cuda when available) -> 'cpu' or 'cuda'."""
+    if device not in DEVICES:
+        raise ValueError(f"render device must be one of {DEVICES}, got {device!r}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("render device 'cuda' asked for but torch sees no CUDA device; "
+                           "use device='cpu' or device='auto'")
+    return device
+
+
+def resolve_num_proc(num_proc: int | None, size: int, device: str) -> int:
+    """Worker processes for a split of `size` clips: num_proc if given (CPU), else one
+    per usable core when the split is large enough to pay for them; always 1 on the GPU."""
+    if device != "cpu":
+        return 1
+    if num_proc is None:
+        return max(1, min(usable_cores(), size // MIN_CLIPS_PER_PROC))
+    if num_proc < 1:
+        raise ValueError(f"num_proc must be >= 1 (or None for one per usable core), got {num_proc}")
+    return num_proc
+
+
 def _features(example: dict[str, np.ndarray]) -> datasets.Features:
     array_types = {1: datasets.Sequence, 2: datasets.Array2D, 3: datasets.Array3D,
                    4: datasets.Array4D}
@@ -78,53 +123,68 @@ def _features(example: dict[str, np.ndarray]) -> datasets.Features:
 
 
 def _generate(chunks: Sequence[Sequence[int]], render_chunk: Callable, torch_threads: int):
-    """datasets generator: renders each chunk of indices as one batch and yields stored items."""
+    """datasets generator: renders each chunk of indices as one batch and yields stored items.
+
+    torch_threads > 0 sets the thread count while rendering (restored afterwards, since
+    with one process this runs in the caller's)."""
+    before = torch.get_num_threads()
     if torch_threads:
         torch.set_num_threads(torch_threads)
-    for chunk in chunks:
-        chunk = list(chunk)
-        for index, item in zip(chunk, render_chunk(chunk)):
-            yield {"index": index, **{k: np.asarray(v).astype(_STORED[k]) for k, v in item.items()}}
+    try:
+        for chunk in chunks:
+            chunk = list(chunk)
+            for index, item in zip(chunk, render_chunk(chunk)):
+                yield {"index": index, **{k: np.asarray(v).astype(_STORED[k]) for k, v in item.items()}}
+    finally:
+        torch.set_num_threads(before)
 
 
-def build_split(size: int, render_chunk: Callable, work_dir: str, num_proc: int = 1) -> datasets.Dataset:
+def build_split(size: int, render_chunk: Callable, work_dir: str, num_proc: int = 1,
+                device: str = "cpu") -> datasets.Dataset:
     """Renders one split into a Dataset (arrow files under work_dir).
 
     render_chunk(indices) -> list of item dicts; it must pickle when num_proc > 1.
+    device: the resolved render device ('cpu' or 'cuda'), which sets the batch size and
+    the thread count (one torch thread per process on the CPU, see the module docstring).
     """
-    probe = next(_generate([[0]], render_chunk, 0))
+    threads = 1 if device == "cpu" else 0
+    probe = next(_generate([[0]], render_chunk, threads))
     features = _features({k: v for k, v in probe.items() if k != "index"})
-    # datasets shards list-valued gen_kwargs: a list of CHUNK-sized index lists keeps each
-    # render batched; with num_proc > 1 the chunks go to worker processes in contiguous
-    # runs, each worker with one torch thread (the cores are the processes).
-    chunks = [list(range(i, min(size, i + CHUNK))) for i in range(0, size, CHUNK)]
+    # datasets shards list-valued gen_kwargs: a list of chunk-sized index lists keeps each
+    # render batched; with num_proc > 1 the chunks go to worker processes in contiguous runs.
+    step = CHUNK[device]
+    chunks = [list(range(i, min(size, i + step))) for i in range(0, size, step)]
     ds = datasets.Dataset.from_generator(
         _generate, features=features, num_proc=num_proc if num_proc > 1 else None,
-        gen_kwargs={"chunks": chunks, "render_chunk": render_chunk,
-                    "torch_threads": 1 if num_proc > 1 else 0},
+        gen_kwargs={"chunks": chunks, "render_chunk": render_chunk, "torch_threads": threads},
         cache_dir=work_dir)
     return ds
 
 
 def cached_dataset_dict(name: str, params: dict, sizes: dict[str, int],
-                        make_render_chunk: Callable[[str], Callable], cache_dir: str | None = None,
-                        num_proc: int = 1) -> datasets.DatasetDict:
+                        make_render_chunk: Callable[[str, str], Callable], cache_dir: str | None = None,
+                        num_proc: int | None = None, device: str = "cpu") -> datasets.DatasetDict:
     """Loads `cache_dir/<name>-<key>` or renders and saves it first.
 
     params: every generator parameter (JSON-able); sizes: split ('train', 'val') -> count;
-    make_render_chunk(split) -> render_chunk(indices) -> items.
+    make_render_chunk(split, device) -> render_chunk(indices) -> items; num_proc: worker
+    processes (None: one per usable core for large CPU splits); device: 'cpu', 'cuda' or
+    'auto'. The resolved device joins the key: a GPU-rendered split never stands in for a
+    CPU one. num_proc and batch size do not change the bytes, so they stay out of the key.
     """
     cache_dir = cache_dir or DEFAULT_CACHE
-    key = cache_key({"name": name, **params, "sizes": sizes})
+    device = resolve_device(device)
+    key = cache_key({"name": name, **params, "sizes": sizes, "device": device})
     final = os.path.join(cache_dir, f"{name}-{key}")
     if not os.path.isdir(final):
         os.makedirs(cache_dir, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir)
-        splits = {SPLITS[s]: build_split(n, make_render_chunk(s), os.path.join(tmp, "gen", s), num_proc)
+        splits = {SPLITS[s]: build_split(n, make_render_chunk(s, device), os.path.join(tmp, "gen", s),
+                                         resolve_num_proc(num_proc, n, device), device)
                   for s, n in sizes.items() if n > 0}
         datasets.DatasetDict(splits).save_to_disk(os.path.join(tmp, "data"))
         with open(os.path.join(tmp, "data", "walt_probe_params.json"), "w") as f:
-            json.dump({"name": name, "params": params, "sizes": sizes,
+            json.dump({"name": name, "params": params, "sizes": sizes, "device": device,
                        "code": source_fingerprint()}, f, indent=1)
         try:
             os.replace(os.path.join(tmp, "data"), final)

@@ -43,7 +43,7 @@ def sample_mixed(gen: torch.Generator, num_frames: int, image_size: int) -> Scen
 
 
 def render_chunk(indices, *, name: str, seed: int, image_size: int, num_frames: int,
-                 images: bool) -> list[dict]:
+                 images: bool, device: str = "cpu") -> list[dict]:
     """{'video'} items; for images, one uniformly drawn frame of each clip (T = 1)."""
     scenes = []
     for i in indices:
@@ -53,27 +53,35 @@ def render_chunk(indices, *, name: str, seed: int, image_size: int, num_frames: 
             t = int(torch.randint(num_frames, (), generator=gen))
             scene = at_frames(scene, slice(t, t + 1))
         scenes.append(scene)
-    video = render(scenes, image_size)["video"]
+    video = render(scenes, image_size, device)["video"]
     return [{"video": v.numpy()} for v in video]
 
 
 def _stream(name: str, count: int, image_size: int, num_frames: int, seed: int,
-            cache_dir: str | None, num_proc: int, images: bool) -> ItemDataset:
+            cache_dir: str | None, num_proc: int | None, images: bool, device: str) -> ItemDataset:
     params = {"image_size": image_size, "num_frames": num_frames, "seed": seed, "images": images}
-    make = lambda split: functools.partial(render_chunk, name=name, seed=seed,  # noqa: E731
-                                           image_size=image_size, num_frames=num_frames, images=images)
-    dd = cached_dataset_dict(name, params, {"train": count}, make, cache_dir, num_proc)
+    make = lambda split, dev: functools.partial(render_chunk, name=name, seed=seed,  # noqa: E731
+                                                image_size=image_size, num_frames=num_frames,
+                                                images=images, device=dev)
+    dd = cached_dataset_dict(name, params, {"train": count}, make, cache_dir, num_proc, device)
     return ItemDataset(dd["train"])
 
 
 def pretrain_clips(num_clips: int, image_size: int = 64, num_frames: int = 17, seed: int = 0,
-                   cache_dir: str | None = None, num_proc: int = 1) -> ItemDataset:
-    """Torch dataset of {'video': uint8 (T, H, W, 3), 'index'} unlabelled clips."""
-    return _stream("pretrain_clips", num_clips, image_size, num_frames, seed, cache_dir, num_proc, False)
+                   cache_dir: str | None = None, num_proc: int | None = None,
+                   device: str = "cpu") -> ItemDataset:
+    """Torch dataset of {'video': uint8 (T, H, W, 3), 'index'} unlabelled clips.
+
+    num_proc, device: as `builders.analog_datasets` (None: one process per usable core for
+    large splits; 'cpu', 'cuda' or 'auto', part of the cache key)."""
+    return _stream("pretrain_clips", num_clips, image_size, num_frames, seed, cache_dir, num_proc,
+                   False, device)
 
 
 def pretrain_images(num_images: int, image_size: int = 64, num_frames: int = 17, seed: int = 0,
-                    cache_dir: str | None = None, num_proc: int = 1) -> ItemDataset:
+                    cache_dir: str | None = None, num_proc: int | None = None,
+                    device: str = "cpu") -> ItemDataset:
     """Torch dataset of {'video': uint8 (1, H, W, 3), 'index'}: one random frame of each of
     num_images clips of the same world (the image version of `pretrain_clips`)."""
-    return _stream("pretrain_images", num_images, image_size, num_frames, seed, cache_dir, num_proc, True)
+    return _stream("pretrain_images", num_images, image_size, num_frames, seed, cache_dir, num_proc,
+                   True, device)

@@ -77,17 +77,17 @@ def _room_hit(batch: SceneBatch, origin: torch.Tensor, dirs: torch.Tensor):
     """Exit point of rays from inside the room box: t (b, T, P), surface (b, T, P), uvw (b, T, P, 3)."""
     lo = batch.room_lo[:, None, None, :]
     hi = batch.room_hi[:, None, None, :]
-    safe = torch.where(dirs.abs() < 1e-12, torch.full_like(dirs, 1e-12), dirs)
-    t_axis = torch.where(safe > 0, hi - origin[:, :, None], lo - origin[:, :, None]) / safe
+    inv = 1.0 / torch.where(dirs.abs() < 1e-12, 1e-12, dirs)
+    t_axis = (torch.where(dirs > 0, hi, lo) - origin[:, :, None]) * inv
     t, axis = t_axis.min(dim=-1)
     p = origin[:, :, None] + t[..., None] * dirs
     # Surface 0 floor, 1 walls, 2 ceiling (axis 2 = z: floor when going down).
-    surface = torch.where(axis == 2, torch.where(dirs[..., 2] < 0, 0, 2), 1)
+    floor_or_ceiling = axis == 2
+    surface = torch.where(floor_or_ceiling, torch.where(dirs[..., 2] < 0, 0, 2), 1)
     # Texture coordinates: floor / ceiling use (x, y); walls use (along-wall, height).
-    along = torch.where(axis == 0, p[..., 1], p[..., 0])
-    wall_uvw = torch.stack([along, p[..., 2], torch.zeros_like(along)], dim=-1)
-    flat_uvw = torch.stack([p[..., 0], p[..., 1], torch.zeros_like(along)], dim=-1)
-    uvw = torch.where((surface == 1)[..., None], wall_uvw, flat_uvw)
+    x, y, z = p.unbind(-1)
+    uvw = torch.stack([torch.where(axis == 0, y, x), torch.where(floor_or_ceiling, y, z),
+                       torch.zeros_like(x)], dim=-1)
     return t, surface, uvw
 
 
@@ -100,74 +100,151 @@ def _to_object(rot: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return v[..., 0:1] * rot[..., 0, :] + v[..., 1:2] * rot[..., 1, :] + v[..., 2:3] * rot[..., 2, :]
 
 
-def _intersect(o_l: torch.Tensor, d_l: torch.Tensor, ext: torch.Tensor, quad: torch.Tensor,
-               light_l: torch.Tensor):
-    """Ray-object hits in object coordinates (all arguments broadcast to (..., 3) / (...)).
-
-    o_l, d_l: ray origin / direction in the object frame; ext: half-extents; quad: True for
-    quadrics (sphere, ellipsoid), False for slabs (cube, cuboid); light_l: unit light
-    direction in the object frame. Returns t (...) (_FAR on a miss), normalised surface
-    coordinates (..., 3) in [-1, 1] and a Lambert factor (...).
-    """
-    ext = ext.clamp_min(1e-9)
-    # Quadric: the unit sphere in extent-scaled coordinates (same ray parameter t).
-    os_, ds_ = o_l / ext, d_l / ext
-    a = (ds_ * ds_).sum(-1)
-    half_b = (os_ * ds_).sum(-1)
-    disc = half_b * half_b - a * ((os_ * os_).sum(-1) - 1)
-    t_quad = torch.where(disc > 0, (-half_b - torch.sqrt(disc.clamp_min(0))) / a, _FAR)
-    # Slabs: entry = the largest near-plane crossing over the three axes.
-    inv = 1.0 / torch.where(d_l.abs() < 1e-12, torch.full_like(d_l, 1e-12), d_l)
-    t1, t2 = (-ext - o_l) * inv, (ext - o_l) * inv
-    t_near, axis = torch.minimum(t1, t2).max(dim=-1)
-    t_far = torch.maximum(t1, t2).min(dim=-1).values
-    t_box = torch.where(t_far >= t_near, t_near, _FAR)
-    t = torch.where(quad, t_quad, t_box)
-    t = torch.where(t > _EPS, t, _FAR)
-    p_n = (o_l + t[..., None] * d_l) / ext
-    normal_box = torch.nn.functional.one_hot(axis, 3).to(p_n.dtype) * torch.sign(p_n)
-    normal = torch.where(quad[..., None], p_n / ext, normal_box)
-    normal = normal / normal.norm(dim=-1, keepdim=True).clamp_min(1e-9)
-    lam = _AMBIENT + (1 - _AMBIENT) * (normal * light_l).sum(-1).clamp_min(0)
-    return t, p_n, lam
-
-
 def _light(device) -> torch.Tensor:
     return (_LIGHT / _LIGHT.norm()).to(device)
 
 
-def _room_lambert(surface: torch.Tensor) -> torch.Tensor:
-    lambert = torch.ones(surface.shape, device=surface.device)
-    for i, value in enumerate(_ROOM_SHADE):
-        lambert = torch.where(surface == i, value, lambert)
-    return lambert
+@dataclasses.dataclass
+class _Rects:
+    """Per (clip, frame, object) slot tables, flat over (b T N): the frame of everything an
+    object's rays need, so that per (ray, object) pair only the direction is transformed.
+
+    Object coordinates are normalised by the half-extents (the object is the unit sphere or
+    the cube [-1, 1]^3 there): to_unit (R, 3, 3) has rows rot[i, :] / extent, so
+    `_to_object(to_unit, d)` = R^T d / extent; origin (R, 3) is the frame's camera centre
+    in those coordinates; light (R, 3) the unit light direction in object axes.
+    """
+
+    to_unit: torch.Tensor
+    origin: torch.Tensor
+    light: torch.Tensor
+    inv_extent: torch.Tensor
+    quadric: torch.Tensor   # (R,) bool
+    active: torch.Tensor    # (R,) bool
+    num_objects: int
+
+
+def _rects(batch: SceneBatch, origin: torch.Tensor) -> _Rects:
+    """origin: (b, T, 3) ray origins of each frame."""
+    n, t = batch.extents.shape[1], origin.shape[1]
+    rot = einops.rearrange(batch.rotations, "b N T i j -> (b T N) i j")
+    centre = einops.rearrange(batch.positions, "b N T c -> (b T N) c")
+    inv_extent = 1.0 / einops.repeat(batch.extents, "b N c -> (b T N) c", T=t).clamp_min(1e-9)
+    to_unit = rot * inv_extent[:, None, :]
+    origin_r = einops.repeat(origin, "b T c -> (b T N) c", N=n)
+    return _Rects(
+        to_unit=to_unit, origin=_to_object(to_unit, origin_r - centre),
+        light=_to_object(rot, _light(origin.device).expand(rot.shape[:-1])), inv_extent=inv_extent,
+        quadric=einops.repeat(batch.quadric, "b N -> (b T N)", T=t),
+        active=einops.repeat(batch.active, "b N -> (b T N)", T=t), num_objects=n)
+
+
+def _pairs(rects: _Rects, count: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Enumerates `count` (R,) rays per slot: rect (pairs,) slot of each pair, offset
+    (pairs,) its rank inside the slot, and the number of quadric pairs, which come first
+    so that each intersection routine runs on one contiguous slice."""
+    count = torch.where(rects.active, count, 0)
+    order = torch.cat([torch.nonzero(rects.quadric & (count > 0)).flatten(),
+                       torch.nonzero(~rects.quadric & (count > 0)).flatten()])
+    count = count[order]
+    rect = torch.repeat_interleave(order, count)
+    start = torch.cumsum(count, 0) - count
+    offset = torch.arange(rect.numel(), device=rect.device) - torch.repeat_interleave(start, count)
+    num_quadric = int(count[: int(rects.quadric[order].sum())].sum())
+    return rect, offset, num_quadric
+
+
+def _quadric_t(o: torch.Tensor, d: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Entry t of rays o + t d (unit coordinates) into the unit sphere; c = |o|^2 - 1."""
+    a = _dot(d, d)
+    half_b = _dot(o, d)
+    disc = half_b * half_b - a * c
+    return torch.where(disc > 0, (-half_b - torch.sqrt(disc.clamp_min(0))) / a, _FAR)
+
+
+def _slab_t(o: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry t of rays into the cube [-1, 1]^3 (largest near-plane crossing) and its axis."""
+    inv = 1.0 / torch.where(d.abs() < 1e-12, 1e-12, d)
+    t1, t2 = (-1.0 - o) * inv, (1.0 - o) * inv
+    t_near, axis = torch.minimum(t1, t2).max(dim=-1)
+    t_far = torch.maximum(t1, t2).min(dim=-1).values
+    return torch.where(t_far >= t_near, t_near, _FAR), axis
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def _nearest(rects: _Rects, rect: torch.Tensor, ray: torch.Tensor, num_quadric: int,
+             dirs: torch.Tensor, t_room: torch.Tensor, surface: torch.Tensor, uvw: torch.Tensor,
+             lambert: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Resolves (ray, object) pairs against the room hits of the flat rays.
+
+    rect, ray: (pairs,) slot and flat ray index of each pair, quadric pairs first;
+    dirs: (rays, 3) world directions; t_room, surface, lambert: (rays,), uvw (rays, 3) of
+    the room. Every per-pair value is an elementwise function of the pair's own inputs,
+    so a ray's result does not depend on the other rays traced with it.
+    """
+    # 1. Ray parameter of every pair in unit object coordinates (same t as in the world).
+    d = _to_object(rects.to_unit[rect], dirs[ray])                          # (pairs, 3)
+    o = rects.origin[rect]
+    q = slice(0, num_quadric)
+    t_q = _quadric_t(o[q], d[q], _dot(o[q], o[q]) - 1)
+    t_s, axis_s = _slab_t(o[num_quadric:], d[num_quadric:])
+    t_pair = torch.cat([t_q, t_s])
+    t_pair = torch.where(t_pair > _EPS, t_pair, _FAR)
+
+    # 2. Nearest hit per ray; ties go to the highest slot so the result is unique.
+    obj = rect % rects.num_objects
+    t_best = t_room.scatter_reduce(0, ray, t_pair, "amin")
+    win = (t_pair == t_best[ray]) & (t_pair < _FAR)
+    top = torch.full_like(t_best, -1, dtype=torch.long).scatter_reduce(0, ray[win], obj[win], "amax")
+    win = torch.nonzero(win & (obj == top[ray])).flatten()
+
+    # 3. Texture coordinates and Lambert shading of the winners only.
+    r = rect[win]
+    p_n = o[win] + t_pair[win, None] * d[win]
+    light = rects.light[r]
+    normal = p_n * rects.inv_extent[r]   # gradient of |p_n|^2 in object axes
+    lam_q = _dot(normal, light) / normal.norm(dim=-1).clamp_min(1e-9)
+    axis = torch.cat([torch.zeros_like(t_q, dtype=torch.long), axis_s])[win, None]
+    lam_s = torch.sign(p_n.gather(1, axis)[:, 0]) * light.gather(1, axis)[:, 0]
+    lam = _AMBIENT + (1 - _AMBIENT) * torch.where(win < num_quadric, lam_q, lam_s).clamp_min(0)
+    hit = ray[win]
+    return {"t": t_best, "surface": surface.index_put((hit,), ROOM_SURFACES + obj[win]),
+            "uvw": uvw.index_put((hit,), p_n), "lambert": lambert.index_put((hit,), lam)}
+
+
+def _room(batch: SceneBatch, origin: torch.Tensor, dirs: torch.Tensor):
+    """Room hits of rays (b, T, P), flattened to (rays,) / (rays, 3)."""
+    t, surface, uvw = _room_hit(batch, origin, dirs)
+    lambert = torch.tensor(_ROOM_SHADE, device=dirs.device)[surface]
+    flat = lambda x: einops.rearrange(x, "b T P ... -> (b T P) ...")  # noqa: E731
+    return flat(t), flat(surface), flat(uvw), flat(lambert)
+
+
+def _unflatten(hits: dict[str, torch.Tensor], b: int, t: int) -> dict[str, torch.Tensor]:
+    return {k: einops.rearrange(v, "(b T P) ... -> b T P ...", b=b, T=t) for k, v in hits.items()}
 
 
 def trace(batch: SceneBatch, origin: torch.Tensor, dirs: torch.Tensor) -> dict[str, torch.Tensor]:
     """Nearest surface along each ray (dense: every ray against every object).
 
-    origin: (b, T, 3) world ray origins; dirs: (b, T, P, 3) world directions (any scale;
+    origin: (b, T or 1, 3) world ray origins; dirs: (b, T or 1, P, 3) world directions (any scale;
     the returned t is in units of dirs, i.e. depth when dirs have camera z = 1).
     Returns t (b, T, P), surface (b, T, P) long (0-2 room, 3 + n object n), uvw
     (b, T, P, 3) texture coordinates, lambert (b, T, P) shading factor.
     """
-    t_best, surface, uvw = _room_hit(batch, origin, dirs)
-    lambert = _room_lambert(surface)
-    for n in range(batch.extents.shape[1]):
-        if not bool(batch.active[:, n].any()):
-            continue
-        rot = batch.rotations[:, n]                                          # (b, T, 3, 3)
-        o_l = _to_object(rot, origin - batch.positions[:, n])[:, :, None]   # (b, T, 1, 3)
-        d_l = _to_object(rot[:, :, None], dirs)                              # (b, T, P, 3)
-        light_l = _to_object(rot, _light(dirs.device).expand(rot.shape[:-1]))[:, :, None]
-        t_obj, p_n, lam = _intersect(o_l, d_l, batch.extents[:, n, None, None, :],
-                                     batch.quadric[:, n, None, None], light_l)
-        closer = (t_obj < t_best) & batch.active[:, n, None, None]
-        t_best = torch.where(closer, t_obj, t_best)
-        surface = torch.where(closer, ROOM_SURFACES + n, surface)
-        uvw = torch.where(closer[..., None], p_n, uvw)
-        lambert = torch.where(closer, lam, lambert)
-    return {"t": t_best, "surface": surface, "uvw": uvw, "lambert": lambert}
+    b, t = batch.cam_to_world.shape[:2]
+    p = dirs.shape[2]
+    # Rays given for one frame are cast in every frame of the batch (broadcast over T).
+    origin, dirs = origin.expand(b, t, 3), dirs.expand(b, t, p, 3)
+    rects = _rects(batch, origin)
+    rect, offset, num_quadric = _pairs(rects, torch.full_like(rects.quadric, p, dtype=torch.long))
+    ray = rect // rects.num_objects * p + offset
+    hits = _nearest(rects, rect, ray, num_quadric, einops.rearrange(dirs, "b T P c -> (b T P) c"),
+                    *_room(batch, origin, dirs))
+    return _unflatten(hits, b, t)
 
 
 def _pixel_ranges(batch: SceneBatch, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,50 +286,21 @@ def trace_frames(batch: SceneBatch, image_size: int) -> dict[str, torch.Tensor]:
     Returns the dict of `trace` with P = H * W (row-major).
     """
     b, t = batch.cam_to_world.shape[:2]
-    n = batch.extents.shape[1]
     p = image_size * image_size
-    device = batch.cam_to_world.device
-    xy = einops.repeat(pixel_grid(image_size, image_size).to(device), "P xy -> b T P xy", b=b, T=t)
+    xy = einops.repeat(pixel_grid(image_size, image_size).to(batch.cam_to_world.device),
+                       "P xy -> b T P xy", b=b, T=t)
     origin, dirs = pixel_rays(xy, batch.cam_to_world, batch.intrinsics)
-    t_best, surface, uvw = _room_hit(batch, origin, dirs)
-    lambert = _room_lambert(surface)
-
-    # 1. (ray, object) pairs inside each object's rectangle, packed into flat lists.
-    lo, hi = _pixel_ranges(batch, image_size)
+    rects = _rects(batch, origin)
+    # (ray, object) pairs inside each object's rectangle, enumerated row-major per slot.
+    lo, hi = (einops.rearrange(x, "b T N xy -> (b T N) xy") for x in _pixel_ranges(batch, image_size))
     width, height = (hi - lo + 1).clamp_min(0).unbind(-1)
-    area = (width * height).reshape(-1)                       # (b T N) rectangles, row-major
-    rect = torch.repeat_interleave(torch.arange(area.numel(), device=device), area)
-    if rect.numel() == 0:
-        return {"t": t_best, "surface": surface, "uvw": uvw, "lambert": lambert}
-    offset = torch.arange(rect.numel(), device=device) - (torch.cumsum(area, 0) - area)[rect]
-    w_r = width.reshape(-1)[rect]
-    col = lo[..., 0].reshape(-1)[rect] + offset % w_r
-    row = lo[..., 1].reshape(-1)[rect] + offset // w_r
-    frame, obj = rect // n, rect % n                          # frame = flat (b T), obj = slot
-    ray = frame * p + row * image_size + col                  # flat (b T P)
-    clip = frame // t
-
-    # 2. Intersections of the packed pairs.
-    rot = batch.rotations.transpose(1, 2).reshape(-1, 3, 3)[rect]          # (pairs, 3, 3)
-    centre = batch.positions.transpose(1, 2).reshape(-1, 3)[rect]
-    o_l = _to_object(rot, origin.reshape(-1, 3)[frame] - centre)
-    d_l = _to_object(rot, dirs.reshape(-1, 3)[ray])
-    light_l = _to_object(rot, _light(device).expand(rot.shape[:-1]))
-    ext = batch.extents.reshape(-1, 3)[clip * n + obj]
-    quad = batch.quadric.reshape(-1)[clip * n + obj]
-    t_pair, p_n, lam = _intersect(o_l, d_l, ext, quad, light_l)
-
-    # 3. Nearest hit per ray; ties go to the highest slot so the result is unique.
-    t_flat = t_best.reshape(-1).scatter_reduce(0, ray, t_pair, "amin")
-    win = (t_pair == t_flat[ray]) & (t_pair < _FAR)
-    top = torch.full_like(t_flat, -1, dtype=torch.long).scatter_reduce(0, ray[win], obj[win], "amax")
-    win &= obj == top[ray]
-    surface = surface.reshape(-1).index_put((ray[win],), ROOM_SURFACES + obj[win])
-    uvw = uvw.reshape(-1, 3).index_put((ray[win],), p_n[win])
-    lambert = lambert.reshape(-1).index_put((ray[win],), lam[win])
-    shape = (b, t, p)
-    return {"t": t_flat.reshape(shape), "surface": surface.reshape(shape),
-            "uvw": uvw.reshape(*shape, 3), "lambert": lambert.reshape(shape)}
+    rect, offset, num_quadric = _pairs(rects, width * height)
+    w = width[rect]
+    row, col = lo[rect, 1] + offset // w, lo[rect, 0] + offset % w
+    ray = rect // rects.num_objects * p + row * image_size + col
+    hits = _nearest(rects, rect, ray, num_quadric, einops.rearrange(dirs, "b T P c -> (b T P) c"),
+                    *_room(batch, origin, dirs))
+    return _unflatten(hits, b, t)
 
 
 def colorize(batch: SceneBatch, hits: dict[str, torch.Tensor]) -> torch.Tensor:

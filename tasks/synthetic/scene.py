@@ -144,9 +144,9 @@ def pixel_rays(xy: torch.Tensor, cam_to_world: torch.Tensor,
     k = intrinsics[..., None, None, :, :] if intrinsics.dim() > 2 else intrinsics
     dx = (xy[..., 0] - k[..., 0, 2]) / k[..., 0, 0]
     dy = (xy[..., 1] - k[..., 1, 2]) / k[..., 1, 1]
-    d_cam = torch.stack([dx, dy, torch.ones_like(dx)], dim=-1)
-    rot = cam_to_world[..., :3, :3]
-    d_world = (rot[..., None, :, :] * d_cam[..., None, :]).sum(-1)
+    # R @ [dx, dy, 1] as a sum of scaled columns: no (..., P, 3, 3) temporary.
+    rot = cam_to_world[..., None, :3, :3]
+    d_world = dx[..., None] * rot[..., 0] + dy[..., None] * rot[..., 1] + rot[..., 2]
     return cam_to_world[..., :3, 3], d_world
 
 

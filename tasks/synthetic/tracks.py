@@ -57,7 +57,7 @@ def point_tracks(batch: SceneBatch, depth0: torch.Tensor, surface0: torch.Tensor
     b, q = queries.shape[:2]
     t = batch.cam_to_world.shape[1]
     rows, cols = queries.unbind(-1)
-    batch_idx = torch.arange(b)[:, None].expand(b, q)
+    batch_idx = torch.arange(b, device=queries.device)[:, None].expand(b, q)
     xy0 = torch.stack([cols + 0.5, rows + 0.5], dim=-1).float()            # (b, Q, 2)
     z0 = depth0[batch_idx, rows, cols]
     surf = surface0[batch_idx, rows, cols]
@@ -79,7 +79,7 @@ def point_tracks(batch: SceneBatch, depth0: torch.Tensor, surface0: torch.Tensor
     # Exact depth test: cast a ray through the projected position.
     origin, dirs = pixel_rays(xy, batch.cam_to_world, batch.intrinsics)
     hits = trace(batch, origin, dirs)
-    size = torch.tensor([batch.intrinsics[0, 0, 2] * 2, batch.intrinsics[0, 1, 2] * 2])
+    size = batch.intrinsics[0, :2, 2] * 2                                   # [W, H]
     inside = (xy >= 0).all(-1) & (xy < size).all(-1) & (z > 1e-3)
     same = (hits["surface"] == surf[:, None]) & ((hits["t"] - z).abs() <= _DEPTH_TOL * z.abs())
     occluded = ~(inside & same)

@@ -1,4 +1,5 @@
-"""Same seed -> identical bytes; different seeds -> different clips; batch-independent."""
+"""Same seed -> identical bytes; different seeds -> different clips; independent of batch
+size and of the number of render processes; the render device is resolved and recorded."""
 
 import numpy as np
 import pytest
@@ -55,3 +56,45 @@ def test_every_gin_file_parses_and_binds_a_task():
         gin.parse_config_file(path)
         assert gin.query_parameter("%TASK") is not None
     gin.clear_config()
+
+
+def test_split_bytes_do_not_depend_on_processes_and_device_is_recorded(tmp_path):
+    import json
+    from tasks.synthetic import builders
+    one = builders.analog_datasets("depth", cache_dir=str(tmp_path / "a"), num_train=6, num_val=0,
+                                   image_size=32, num_frames=5, num_proc=1)
+    two = builders.analog_datasets("depth", cache_dir=str(tmp_path / "b"), num_train=6, num_val=0,
+                                   image_size=32, num_frames=5, num_proc=2)
+    for i in range(6):
+        for key in ("video", "depth"):
+            assert torch.equal(one["train"][i][key], two["train"][i][key]), (i, key)
+    (folder,) = (tmp_path / "a").iterdir()
+    assert json.loads((folder / "walt_probe_params.json").read_text())["device"] == "cpu"
+
+
+def test_num_proc_and_device_resolution():
+    from tasks.synthetic.dataset import (MIN_CLIPS_PER_PROC, resolve_device, resolve_num_proc,
+                                         usable_cores)
+    assert resolve_num_proc(None, 10, "cpu") == 1
+    assert resolve_num_proc(None, 100 * MIN_CLIPS_PER_PROC, "cpu") == usable_cores()
+    assert resolve_num_proc(3, 10, "cpu") == 3 and resolve_num_proc(None, 10**6, "cuda") == 1
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="render device"):
+        resolve_device("tpu")
+    with pytest.raises(ValueError, match="num_proc"):
+        resolve_num_proc(0, 10, "cpu")
+
+
+@pytest.mark.gpu
+def test_gpu_render_matches_cpu_render():
+    from tasks.synthetic import render, world
+    scenes = [world.random_scene(torch.Generator().manual_seed(s), 5, 64) for s in range(4)]
+    cpu, gpu = render.render(scenes, 64), render.render(scenes, 64, device="cuda")
+    assert (cpu["ids"] == gpu["ids"]).float().mean() > 0.995
+    same = cpu["ids"] == gpu["ids"]
+    assert torch.allclose(cpu["depth"][same], gpu["depth"][same], rtol=1e-3)
+    assert (cpu["video"].int() - gpu["video"].int()).abs().float().mean() < 1.0
+    gens = [clip_generator("point_tracks", "train", 0, i) for i in range(2)]
+    items = analogs.render_items(analogs.get("point_tracks"), gens, 32, 5, device="cuda")
+    assert items[0]["target_points"].shape == (analogs.NUM_QUERIES, 5, 2)
