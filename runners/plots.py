@@ -6,6 +6,8 @@
   fig7_relative          Fig. 7: every model relative to I-WALT (= 100 %) per task
 
 Every value is the best finished trial of its (task, model) unless a panel fixes an axis.
+Given baselines (runners/report.load_baselines), the trivial predictor's value is a dashed line
+on the Fig. 5 curves and is stated in the heatmap titles.
 Failed trials (status != 'ok') never become numbers: hatched cells, red crosses, 'failed' labels.
 """
 
@@ -24,7 +26,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from runners.report import best_rows, model_sort_key, relative_change  # noqa: E402
+from runners.report import (baseline_for, beats_trivial, best_rows, model_sort_key,  # noqa: E402
+                            relative_change)
 
 DPI = 130
 COLORS = {"I-WALT": "#1f77b4", "V-WALT": "#d62728"}
@@ -122,8 +125,18 @@ def _curve(ax, df: pd.DataFrame, x: str, fixed: str, models: list[str], hib: boo
                     mew=2, clip_on=False, label=f"{model}: failed trial")
 
 
-def fig5_curves(df: pd.DataFrame, task: str, path: Path) -> str | None:
-    """Metric vs t and vs block for one task, one line per model; None without results."""
+def _trivial_line(ax, trivial) -> None:
+    """The trivial predictor's value as a dashed horizontal line (legend entry included)."""
+    if trivial is not None and not pd.isna(trivial["value"]):
+        ax.axhline(trivial["value"], color="0.35", ls="--", lw=1.3,
+                   label=f"trivial predictor ({trivial['value']:.3g})")
+
+
+def fig5_curves(df: pd.DataFrame, task: str, path: Path, trivial=None) -> str | None:
+    """Metric vs t and vs block for one task, one line per model; None without results.
+
+    trivial: the task's baseline record (report.baseline_for), drawn as a dashed line.
+    """
     g = df[df.task == task]
     if not ((g.status == "ok") & g.value.notna()).any():
         return None
@@ -131,6 +144,8 @@ def fig5_curves(df: pd.DataFrame, task: str, path: Path) -> str | None:
     metric = g[g.status == "ok"].metric.iloc[0]
     models = _models(g)
     fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for ax in (ax_t, ax_b):  # first, so the failed-trial markers see the full y range
+        _trivial_line(ax, trivial)
     _curve(ax_t, g, "t", "block", models, hib)
     _curve(ax_b, g, "block", "t", models, hib)
     ax_t.set_xlabel(T_LABEL)
@@ -146,8 +161,11 @@ def fig5_curves(df: pd.DataFrame, task: str, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def heatmap(df: pd.DataFrame, task: str, model: str, path: Path) -> str | None:
-    """Block (rows, 0 at the top) x timestep (columns) of one task and model; None if empty."""
+def heatmap(df: pd.DataFrame, task: str, model: str, path: Path, trivial=None) -> str | None:
+    """Block (rows, 0 at the top) x timestep (columns) of one task and model; None if empty.
+
+    trivial: the task's baseline record (report.baseline_for), stated in the title.
+    """
     g = df[(df.task == task) & (df.model == model) & df.block.notna() & df.t.notna()]
     if g.empty:
         return None
@@ -185,7 +203,14 @@ def heatmap(df: pd.DataFrame, task: str, model: str, path: Path) -> str | None:
     ax.set_yticks(range(len(blocks)), blocks)
     ax.set_xlabel(T_LABEL)
     ax.set_ylabel("block (0 = embedding output)")
-    ax.set_title(f"{task} - {model}\nblock x timestep (best cell outlined, failed trials hatched)")
+    title = f"{task} - {model}\nblock x timestep (best cell outlined, failed trials hatched)"
+    if trivial is not None:
+        best = (np.nanmax(grid) if hib else np.nanmin(grid)) if finite.size else float("nan")
+        verdict = {"yes": "beaten by the best cell", "no": "NOT beaten by any cell",
+                   "tie": "tied by the best cell", "n/a": "no cell to compare"}
+        title += (f"\ntrivial predictor: {trivial['value']:.3g} "
+                  f"({verdict[beats_trivial(best, trivial['value'], hib)]})")
+    ax.set_title(title)
     return _save(fig, path)
 
 
@@ -227,8 +252,11 @@ def fig7_relative(df: pd.DataFrame, path: Path) -> tuple[str | None, str | None]
     return _save(fig, path), base
 
 
-def draw_all(df: pd.DataFrame, out: Path) -> tuple[dict, list[str]]:
-    """Every plot the table supports, into `out`; returns ({name: path or None}, notes)."""
+def draw_all(df: pd.DataFrame, out: Path, baselines=None) -> tuple[dict, list[str]]:
+    """Every plot the table supports, into `out`; returns ({name: path or None}, notes).
+
+    baselines: None or {task: baseline record} (report.load_baselines).
+    """
     figures, notes = {}, []
     if df.empty:
         return figures, ["no trials found"]
@@ -240,8 +268,11 @@ def draw_all(df: pd.DataFrame, out: Path) -> tuple[dict, list[str]]:
     if path is None:
         notes.append(f"Fig. 7 not drawn: {why}")
     for task in sorted(df.task.dropna().unique()):
-        figures[f"fig5_{task}"] = fig5_curves(df, task, out / f"fig5_{_slug(task)}.png")
+        metrics = df[df.task == task].metric.dropna()
+        trivial = baseline_for(baselines, task, metrics.iloc[0]) if len(metrics) else None
+        figures[f"fig5_{task}"] = fig5_curves(df, task, out / f"fig5_{_slug(task)}.png", trivial)
         for model in _models(df[df.task == task]):
             name = f"heatmap_{task}_{model}"
-            figures[name] = heatmap(df, task, model, out / f"heatmap_{_slug(task)}_{_slug(model)}.png")
+            figures[name] = heatmap(df, task, model, out / f"heatmap_{_slug(task)}_{_slug(model)}.png",
+                                    trivial)
     return figures, notes

@@ -12,6 +12,10 @@ feature_source, run_dir. `value` is empty unless status == 'ok'.
 Plots (runners/plots.py): Fig. 1 relative change V-WALT vs I-WALT per task; Fig. 5 metric vs t
 and vs block per task (I and V overlaid); a block x timestep heatmap per task and model with the
 best cell marked; Fig. 7 every model relative to I-WALT. Failed trials are drawn as failed.
+
+With `--baselines DIR` (the <task>.json files of `walt-probe baseline`), summary.md gains a
+'trivial' column and says per task and model whether the best probe beats the trivial
+predictor; the Fig. 5 curves draw it as a dashed line and the heatmap titles state it.
 """
 
 from __future__ import annotations
@@ -189,16 +193,92 @@ def relative_change(value: float, baseline: float, higher_is_better: bool) -> fl
     return rel if higher_is_better else -rel
 
 
-def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes: Sequence[str]) -> str:
-    """summary.md: best value per task and model, V vs I, failures, the figures."""
+BASELINE_KEYS = ("task", "metric", "higher_is_better", "value", "predictor")
+
+
+class BaselineFileError(ValueError):
+    """A file in the --baselines folder is not a `walt-probe baseline` result."""
+
+
+def load_baselines(folder: str | Path) -> dict[str, dict]:
+    """{task name: record} from the <task>.json files `walt-probe baseline` wrote into `folder`."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no such baselines folder: {folder} (write it with "
+                                f"'walt-probe baseline --gin_file=<task file> --out {folder}')")
+    out = {}
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise BaselineFileError(f"{path} is not JSON ({err})") from None
+        missing = [k for k in BASELINE_KEYS if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise BaselineFileError(f"{path} is not a baseline file (no {', '.join(missing)}); "
+                             f"--baselines takes the folder of 'walt-probe baseline --out'")
+        out[record["task"]] = record
+    if not out:
+        raise FileNotFoundError(f"no baseline files (*.json) in {folder}")
+    return out
+
+
+def baseline_for(baselines: Mapping[str, Mapping] | None, task, metric) -> Mapping | None:
+    """The task's baseline record when it scores the same metric as the probes, else None."""
+    record = (baselines or {}).get(task)
+    return record if record is not None and record["metric"] == metric else None
+
+
+def beats_trivial(value: float, trivial: float, higher_is_better: bool) -> str:
+    """'yes' / 'no' / 'tie' / 'n/a': does a probe value beat the trivial one in the metric's direction?"""
+    if value is None or trivial is None or pd.isna(value) or pd.isna(trivial):
+        return "n/a"
+    if value == trivial:
+        return "tie"
+    return "yes" if (value > trivial) == bool(higher_is_better) else "no"
+
+
+def _trivial_lines(best: pd.DataFrame, baselines: Mapping[str, Mapping]) -> list[str]:
+    """The 'best probe vs trivial predictor' section: one row per task and model."""
+    rows, used, skipped = [], {}, []
+    for task, g in best.groupby("task"):
+        record = baseline_for(baselines, task, g.metric.iloc[0])
+        if record is None:
+            why = "no baseline file" if task not in baselines else \
+                f"the baseline scores {baselines[task]['metric']}, the probes {g.metric.iloc[0]}"
+            skipped.append(f"{task}: {why}")
+            continue
+        used[task] = record
+        hib = bool(g.higher_is_better.iloc[0])
+        trivial = record["value"]
+        for _, r in sorted(g.iterrows(), key=lambda ir: model_sort_key(ir[1].model)):
+            verdict = beats_trivial(r.value, trivial, hib)
+            margin = "" if verdict == "n/a" else f" ({r.value - trivial:+.4g})"
+            rows.append(f"| {task} | {r.model} | {r.value:.4g} | {trivial:.4g} | {verdict}{margin} |")
+    lines = ["## Best probe vs the trivial predictor", "",
+             "Does the best cell beat the input-free predictor of `walt-probe baseline` (fitted on "
+             "train, scored on val with the probes' metric code)?", ""]
+    if rows:
+        lines += ["| task | model | best probe | trivial | beats trivial? (difference) |",
+                  "|---|---|---|---|---|", *rows, ""]
+        lines += [f"- {t}: {r['predictor']} (train {r.get('num_train', '?')}, val "
+                  f"{r.get('num_val', '?')} items)" for t, r in used.items()]
+    lines += [f"- {s}" for s in skipped]
+    return lines + [""]
+
+
+def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes: Sequence[str],
+                     baselines: Mapping[str, Mapping] | None = None) -> str:
+    """summary.md: best value per task and model, V vs I, the trivial predictor (when given),
+    failures, the figures."""
     lines = ["# Probe results", "",
              f"{len(df)} trials: " + ", ".join(f"{n} {s}" for s, n in df.status.value_counts().items()), ""]
     best = best_rows(df)
     if not best.empty:
         models = sorted(best.model.unique(), key=model_sort_key)
+        extra = ["trivial"] if baselines is not None else []
         lines += ["## Best value per task (block, t of the best cell)", "",
-                  "| task | metric | " + " | ".join(models) + " |",
-                  "|---|---|" + "---|" * len(models)]
+                  "| task | metric | " + " | ".join(models + extra) + " |",
+                  "|---|---|" + "---|" * (len(models) + len(extra))]
         for task, g in best.groupby("task"):
             hib = bool(g.higher_is_better.iloc[0])
             cells = []
@@ -206,9 +286,14 @@ def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes:
                 r = g[g.model == m]
                 cells.append("-" if r.empty else
                              f"{r.value.iloc[0]:.4g} (b{r.block.iloc[0]}, t{r.t.iloc[0]})")
+            if extra:
+                record = baseline_for(baselines, task, g.metric.iloc[0])
+                cells.append("-" if record is None else f"{record['value']:.4g}")
             lines.append(f"| {task} | {g.metric.iloc[0]} ({'higher' if hib else 'lower'} is better) | "
                          + " | ".join(cells) + " |")
         lines.append("")
+        if baselines is not None:
+            lines += _trivial_lines(best, baselines)
         pairs = []
         for task, g in best.groupby("task"):
             for size in g["size"].dropna().unique():
@@ -243,17 +328,23 @@ def model_sort_key(model: str):
     return (SIZE_ORDER.index(size) if size in SIZE_ORDER else len(SIZE_ORDER), size, parts[0])
 
 
-def write_report(dirs: Sequence[str | Path], out: str | Path) -> dict:
-    """Writes results.csv, the PNGs and summary.md into `out`; returns {name: path or None}."""
+def write_report(dirs: Sequence[str | Path], out: str | Path,
+                 baselines: str | Path | Mapping[str, Mapping] | None = None) -> dict:
+    """Writes results.csv, the PNGs and summary.md into `out`; returns {name: path or None}.
+
+    baselines: None, a folder of `walt-probe baseline` files, or load_baselines()'s dict.
+    """
     from runners import plots
 
+    if baselines is not None and not isinstance(baselines, Mapping):
+        baselines = load_baselines(baselines)
     df = collect(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "results.csv"
     gin_setup.write_text_atomic(csv, df.to_csv(index=False))
-    figures, notes = plots.draw_all(df, out)
-    gin_setup.write_text_atomic(out / "summary.md", summary_markdown(df, figures, notes))
+    figures, notes = plots.draw_all(df, out, baselines)
+    gin_setup.write_text_atomic(out / "summary.md", summary_markdown(df, figures, notes, baselines))
     return {"csv": str(csv), "summary": str(out / "summary.md"), **figures}
 
 
@@ -261,6 +352,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("experiments", nargs="+", metavar="EXPERIMENT_DIR",
                         help="sweep experiment folders (<storage>/<name>) or probe run folders")
     parser.add_argument("--out", default=None, help="output folder (default: <first dir>/report)")
+    parser.add_argument("--baselines", default=None, metavar="DIR",
+                        help="folder of 'walt-probe baseline' results: adds the trivial predictor "
+                             "to summary.md, the Fig. 5 curves and the heatmap titles")
 
 
 def main(args, gin_args) -> int:
@@ -268,8 +362,8 @@ def main(args, gin_args) -> int:
 
     out = Path(args.out) if args.out else Path(args.experiments[0]) / "report"
     try:
-        paths = write_report(args.experiments, out)
-    except FileNotFoundError as err:
+        paths = write_report(args.experiments, out, args.baselines)
+    except (FileNotFoundError, BaselineFileError) as err:
         print(f"walt-probe report: {err}", file=sys.stderr)
         return 2
     df = pd.read_csv(paths["csv"])

@@ -81,3 +81,90 @@ def test_best_rows_follow_the_metric_direction(experiment):
 def test_missing_folder_is_a_clear_error(tmp_path, capsys):
     assert cli.main(["report", str(tmp_path / "nope")]) == 2
     assert "no such experiment folder" in capsys.readouterr().err
+
+
+# ---- --baselines: the trivial predictor of `walt-probe baseline` ------------------------------
+
+def _baseline(folder, task, metric, hib, value, predictor="input-free"):
+    folder.mkdir(exist_ok=True)
+    record = {"task": task, "metric": metric, "higher_is_better": hib, "value": value,
+              "metrics": {metric: value}, "predictor": predictor, "num_train": 8, "num_val": 4}
+    (folder / f"{task}.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def baselines(tmp_path):
+    # Best probes: motion (top1) I 0.7, V 0.8; depth (abs_rel) I 0.8, V 0.7 (see `experiment`).
+    folder = tmp_path / "baselines"
+    _baseline(folder, "motion", "top1", True, 0.75, "majority class 3 of train")
+    _baseline(folder, "depth", "abs_rel", False, 0.75, "per-pixel median depth")
+    _baseline(folder, "objects", "top1", True, 0.1)   # a task without trials: ignored
+    return folder
+
+
+@pytest.mark.parametrize("value, trivial, hib, verdict", [
+    (0.8, 0.75, True, "yes"), (0.7, 0.75, True, "no"), (0.7, 0.75, False, "yes"),
+    (0.8, 0.75, False, "no"), (0.75, 0.75, True, "tie"), (float("nan"), 0.75, True, "n/a")])
+def test_beats_trivial_follows_the_metric_direction(value, trivial, hib, verdict):
+    assert report.beats_trivial(value, trivial, hib) == verdict
+
+
+def test_summary_says_whether_each_best_probe_beats_the_trivial_predictor(experiment, baselines, tmp_path):
+    assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out"),
+                     "--baselines", str(baselines)]) == 0
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "| task | metric | I-WALT tiny | V-WALT tiny | trivial |" in summary
+    assert "| depth | abs_rel (lower is better) | 0.8 (b2, t0) | 0.7 (b2, t0) | 0.75 |" in summary
+    for row in ("| depth | I-WALT tiny | 0.8 | 0.75 | no (+0.05) |", "| depth | V-WALT tiny | 0.7 | 0.75 | yes (-0.05) |",
+                "| motion | I-WALT tiny | 0.7 | 0.75 | no (-0.05) |", "| motion | V-WALT tiny | 0.8 | 0.75 | yes (+0.05) |"):
+        assert row in summary
+    assert "- motion: majority class 3 of train (train 8, val 4 items)" in summary
+    assert "objects" not in summary
+
+
+def test_without_baselines_the_summary_has_no_trivial_column(experiment, tmp_path):
+    report.write_report([experiment], tmp_path / "out")
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "trivial" not in summary and "| task | metric | I-WALT tiny | V-WALT tiny |" in summary
+
+
+def test_a_baseline_of_another_metric_is_not_compared(experiment, tmp_path):
+    folder = tmp_path / "baselines"
+    _baseline(folder, "depth", "rmse", False, 0.5)
+    summary_path = report.write_report([experiment], tmp_path / "out", folder)["summary"]
+    summary = open(summary_path).read()
+    assert "depth: the baseline scores rmse, the probes abs_rel" in summary
+    assert "motion: no baseline file" in summary and "| depth | I-WALT tiny |" not in summary
+
+
+def test_plots_draw_the_trivial_value(experiment, baselines, tmp_path, monkeypatch):
+    from runners import plots
+
+    drawn = {}
+
+    def record(fig, path):
+        drawn[path.name] = ([[(ln.get_linestyle(), tuple(ln.get_ydata())) for ln in ax.get_lines()]
+                             for ax in fig.axes], [ax.get_title() for ax in fig.axes])
+        return original(fig, path)
+
+    original = plots._save
+    monkeypatch.setattr(plots, "_save", record)
+    report.write_report([experiment], tmp_path / "out", baselines)
+    lines, _ = drawn["fig5_depth.png"]
+    assert all(("--", (0.75, 0.75)) in panel for panel in lines)   # both panels: t and block
+    titles = " ".join(drawn["heatmap_depth_I-WALT_tiny.png"][1])
+    assert "trivial predictor: 0.75 (NOT beaten by any cell)" in titles
+    assert "trivial predictor: 0.75 (beaten by the best cell)" in " ".join(drawn["heatmap_depth_V-WALT_tiny.png"][1])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: None, "no such baselines folder"),
+    (lambda d: d.mkdir(), "no baseline files"),
+    (lambda d: (d.mkdir(), (d / "x.json").write_text('{"task": "motion"}')), "is not a baseline file"),
+    (lambda d: (d.mkdir(), (d / "x.json").write_text("{oops")), "is not JSON"),
+])
+def test_bad_baselines_folder_is_a_clear_error(experiment, tmp_path, capsys, make, message):
+    make(tmp_path / "b")
+    assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out"),
+                     "--baselines", str(tmp_path / "b")]) == 2
+    assert message in capsys.readouterr().err
