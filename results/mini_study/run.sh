@@ -8,15 +8,17 @@
 # Each sweep's trials go to runs/sweeps/mini_*; a part's feature cache is deleted when its
 # sweep ends (a grid analog's cache is up to ~25 GB at the committed sizes); OUT receives a
 # tarball of the part's experiment folders and the log, for `walt-probe report` elsewhere.
-# Flags after OUT go to every `walt-probe sweep` (e.g. --gin.Sweep.gpus_per_trial=0.1 on a GPU).
-# DEADLINE_S (default: none) stops starting new sweeps after that many seconds.
+# Gin flags after OUT go to every command (e.g. --gin.Sweep.gpus_per_trial=0.1 on a GPU);
+# SWEEP_ARGS (e.g. "--no-dashboard --num_cpus 16") to the sweeps only. DEADLINE_S (default:
+# none) stops starting new sweeps after that many seconds; PYTHON (default: python) runs them.
 set -uo pipefail
 part=${1:?part: grid or cells}
 out=${2:?output folder}
 shift 2
 mkdir -p "$out"
 start=$(date +%s)
-cli=(python -m runners.cli)
+py=${PYTHON:-python}
+cli=("$py" -m runners.cli)
 log="$out/$part.log"
 
 time_left() {
@@ -28,7 +30,7 @@ sweep() {  # gin file, then extra flags
   local gin=$1; shift
   if ! time_left; then echo "run.sh: deadline reached, skipping $gin" | tee -a "$log"; return; fi
   echo "run.sh: $(date +%T) sweep $gin" | tee -a "$log"
-  "${cli[@]}" sweep --gin_file="$gin" --no-report "$@" 2>&1 | tee -a "$log" | grep -E "^sweep:|ERROR|Error" || true
+  "${cli[@]}" sweep --gin_file="$gin" --no-report ${SWEEP_ARGS:-} "$@" 2>&1 | tee -a "$log" | grep -E "^sweep:|ERROR|Error" || true
   rm -rf runs/cache/mini_study
 }
 
@@ -44,8 +46,16 @@ case $part in
     done
     tar czf "$out/grid.tgz" --exclude='*/checkpoint_*' runs/sweeps/mini_grid_* ;;
   cells)
-    python results/mini_study/family_cells.py runs/sweeps/mini_grid_* --out runs/mini_study_cells \
+    # A fresh machine: part (a)'s experiments come back from its tarball (carried as .mini/).
+    if ! ls -d runs/sweeps/mini_grid_* >/dev/null 2>&1 && [ -f .mini/grid.tgz ]; then
+      tar xzf .mini/grid.tgz
+    fi
+    "$py" results/mini_study/family_cells.py runs/sweeps/mini_grid_* --out runs/mini_study_cells \
       | tee -a "$log" || exit 1
+    for task in SyntheticScenes SyntheticFineGrained SyntheticAppearanceActions \
+                SyntheticAppearanceActionsXL SyntheticCameraPose SyntheticBoxTracks; do
+      baseline experiments/mini_study/cells_base.gin --gin.TASK="@$task()" "$@"
+    done
     for gin in experiments/mini_study/cells_tracking.gin experiments/mini_study/cells_paper.gin \
                runs/mini_study_cells/family_*.gin; do
       sweep "$gin" "$@"
