@@ -1,7 +1,10 @@
 """Gin registrations for `walt/` (short names used in gin files and --gin bindings).
 
   Backbone        walt.build.build_backbone: `backbone = @Backbone()` with Backbone.size,
-                  Backbone.variant, Backbone.walt_checkpoint, ... (gin/backbones/*.gin)
+                  Backbone.variant, Backbone.walt_checkpoint, ... (gin/backbones/*.gin);
+                  --gin.Backbone.compile=True runs feature capture through torch.compile
+                  (same cache key as eager), Backbone.compile_mode picks its mode
+                  ('max-autotune', 'reduce-overhead' for CUDA graphs)
   Tokenizer       walt.Tokenizer (constructor kwargs), TokenizerFromSize: Tokenizer.from_size
   WALT            walt.WALT (constructor kwargs), WALTFromSize: WALT.from_size
   NoiseSchedule   walt.NoiseSchedule

@@ -91,10 +91,21 @@ class WALTBackbone(torch.nn.Module):
       is encoded alone (one latent frame; V-WALT's STW blocks then use the identity mask).
     num_frames: clip length the tokenizer expects (17 -> 5 latent frames).
     weights_id: identifies the weights (e.g. checkpoint sha256s); None hashes the tensors.
+    compile: False | True | 'walt' | 'tokenizer' | 'all' (True = 'all'): run the transformer's
+      forward_features and/or the tokenizer's encode through torch.compile (compiled lazily on
+      the first call). Batches smaller than the largest seen so far are padded up to it (every
+      example is computed independently), so the last, partial batch of a split reuses the
+      compiled graph instead of compiling another. Same weights, same features up to kernel
+      numerics: compile is NOT part of the fingerprint, and cached features are shared with
+      eager runs.
+    compile_mode: torch.compile's mode (None, 'max-autotune', 'reduce-overhead' for CUDA graphs).
     """
 
+    COMPILE_CHOICES = (False, True, "walt", "tokenizer", "all")
+
     def __init__(self, tokenizer: Tokenizer, walt: WALT, schedule: NoiseSchedule | None = None,
-                 repeat_images: bool = True, num_frames: int = 17, weights_id: str | None = None):
+                 repeat_images: bool = True, num_frames: int = 17, weights_id: str | None = None,
+                 compile: bool | str = False, compile_mode: str | None = None):
         super().__init__()
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.walt = walt.eval().requires_grad_(False)
@@ -102,6 +113,41 @@ class WALTBackbone(torch.nn.Module):
         self.repeat_images = repeat_images
         self.num_frames = num_frames
         self._weights_id = weights_id
+        if compile not in self.COMPILE_CHOICES:
+            raise ValueError(f"compile={compile!r} is not one of {self.COMPILE_CHOICES} (True "
+                             f"compiles the transformer and the tokenizer)")
+        parts = {False: (), True: ("walt", "tokenizer"), "all": ("walt", "tokenizer"),
+                 "walt": ("walt",), "tokenizer": ("tokenizer",)}[compile]
+        self.compiled_parts = frozenset(parts)
+        self.compile_mode = compile_mode
+        self._compiled: dict[str, object] = {}
+        self._padded_batch: dict[str, int] = {}
+
+    def _run_compiled(self, part: str, fn, first: Tensor, *args, **kwargs):
+        """fn(first, *args, **kwargs) through torch.compile when `part` is compiled.
+
+        first: the batch-leading input; tensor args/kwargs with the same leading size are padded
+        with it (repeats of the last example) up to the largest batch seen, outputs sliced back.
+        """
+        if part not in self.compiled_parts:
+            return fn(first, *args, **kwargs)
+        if part not in self._compiled:
+            self._compiled[part] = torch.compile(fn, mode=self.compile_mode)
+        b = first.shape[0]
+        target = max(b, self._padded_batch.get(part, 0))
+        self._padded_batch[part] = target
+
+        def pad(x):  # contiguous either way: a change of strides would trigger a recompile
+            if isinstance(x, Tensor) and x.ndim >= 1 and x.shape[0] == b and target > b:
+                return torch.cat([x, x[-1:].expand(target - b, *x.shape[1:])])
+            return x.contiguous() if isinstance(x, Tensor) else x
+        out = self._compiled[part](pad(first), *map(pad, args),
+                                   **{k: pad(v) for k, v in kwargs.items()})
+        if target == b:
+            return out
+        if isinstance(out, dict):
+            return {k: v[:b] for k, v in out.items()}
+        return out[:b]
 
     @property
     def feature_dim(self) -> int:
@@ -126,7 +172,8 @@ class WALTBackbone(torch.nn.Module):
     @property
     def fingerprint(self) -> str:
         """sha256 (16 hex) of weights id + tokenizer/WALT configs (variant included) + schedule +
-        preprocessing. Tensor hashing happens once and is cached."""
+        preprocessing. Tensor hashing happens once and is cached. Independent of `compile`
+        (same weights, same features up to numerics), so compiled and eager runs share a cache."""
         if self._weights_id is None:
             self._weights_id = self._hash_tensors()
         blob = json.dumps({"weights": self._weights_id, "tokenizer": self.tokenizer.config,
@@ -147,7 +194,7 @@ class WALTBackbone(torch.nn.Module):
         if x.shape[2] == 1 and self.repeat_images:
             x = repeat(x, "b c 1 H W -> b c T H W", T=self.num_frames)
         tok_dtype = next(self.tokenizer.parameters()).dtype
-        return self.tokenizer.encode(x.to(tok_dtype)).float()
+        return self._run_compiled("tokenizer", self.tokenizer.encode, x.to(tok_dtype)).float()
 
     @torch.no_grad()
     def features(self, video: Tensor, t, blocks: Iterable[int] | int | float,
@@ -169,6 +216,6 @@ class WALTBackbone(torch.nn.Module):
         # latent frames 1..4 that its training never used.
         independent = (torch.ones(b, dtype=torch.bool, device=z0.device)
                        if self.walt.variant == "image" else None)
-        feats = self.walt.forward_features(z_t, t, blocks,            # {l: (b, t, h, w, D)}
-                                           independent_frames=independent)
+        feats = self._run_compiled("walt", self.walt.forward_features,  # {l: (b, t, h, w, D)}
+                                   z_t, t, blocks, independent_frames=independent)
         return {block: f.float() for block, f in feats.items()}
