@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -258,19 +259,106 @@ class CacheEntry:
         """One epoch of (features (b, t, h, w, D) float32, batch items) from the cache.
 
         Shuffling is shard-local (shard order and order within a shard), so memory stays at
-        one shard whatever the dataset size.
+        one shard whatever the dataset size. `ResidentBlock` yields the same batches from
+        memory (or the GPU) without reading a file per shard.
         """
-        order = list(range(len(self.manifest["shards"])))
-        if shuffle:
-            order = [order[i] for i in torch.randperm(len(order), generator=generator)]
-        for s in order:
-            feats, items = self.load_shard(s, block)
-            n = feats.shape[0]
-            idx = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
-            stop = n - n % batch_size if drop_last and n >= batch_size else n
-            for start in range(0, stop, batch_size):
-                sel = idx[start:start + batch_size]
-                yield feats[sel].float(), {k: v[sel] for k, v in items.items()}
+        current, feats, items = None, None, None
+        for s, sel in batch_order(self.shard_sizes, batch_size, shuffle, generator, drop_last):
+            if s != current:
+                (feats, items), current = self.load_shard(s, block), s
+            yield feats[sel].float(), {k: v[sel] for k, v in items.items()}
+
+    @property
+    def shard_sizes(self) -> list[int]:
+        return [int(shard["num_examples"]) for shard in self.manifest["shards"]]
+
+    def block_bytes(self, block: int) -> int:
+        """Bytes of one block's activations over the whole entry (stored dtype)."""
+        with safe_open(str(self.path / self.manifest["shards"][0]["file"]), framework="pt") as f:
+            sl = f.get_slice(f"feat/{block}")
+            per_example = math.prod(sl.get_shape()[1:])
+        return per_example * self.num_examples * DTYPES[self.manifest["dtype"]].itemsize
+
+
+def shard_order(shard_sizes: Sequence[int], batch_size: int, shuffle: bool,
+                generator: torch.Generator | None, drop_last: bool,
+                ) -> Iterator[tuple[int, torch.Tensor, list[slice]]]:
+    """One epoch, shard by shard: (shard, example order within it (n,) long, its batch slices).
+
+    Shuffled: a permutation of the shards, then one permutation per shard drawn when that shard
+    is reached (so the generator advances exactly as the shard reader always did); batches never
+    span two shards; drop_last drops each shard's incomplete tail when the shard holds a batch.
+    """
+    order = list(range(len(shard_sizes)))
+    if shuffle:
+        order = [order[i] for i in torch.randperm(len(order), generator=generator)]
+    for s in order:
+        n = shard_sizes[s]
+        idx = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        yield s, idx, [slice(start, start + batch_size) for start in range(0, stop, batch_size)]
+
+
+def batch_order(shard_sizes: Sequence[int], batch_size: int, shuffle: bool,
+                generator: torch.Generator | None, drop_last: bool,
+                ) -> Iterator[tuple[int, torch.Tensor]]:
+    """One epoch's batches as (shard, example indices within the shard (b,) long); see shard_order."""
+    for s, idx, slices in shard_order(shard_sizes, batch_size, shuffle, generator, drop_last):
+        for sl in slices:
+            yield s, idx[sl]
+
+
+class ResidentBlock:
+    """One block of an entry loaded whole into memory on `device`, batched from there.
+
+    features: (n, t, h, w, D) in the stored dtype; items: {key: (n, ...)}. On a CUDA device a
+    training step then does no host I/O and no host-to-device copy of features: each batch is a
+    gather on the device (`iter_batches` yields exactly the batches of CacheEntry.iter_batches,
+    same generator draws, same order). `fits` decides whether a block may go to a device.
+    """
+
+    def __init__(self, entry: CacheEntry, block: int, device: torch.device | str = "cpu"):
+        device = torch.device(device)
+        parts = [entry.load_shard(s, block) for s in range(len(entry.manifest["shards"]))]
+        self.device = device
+        self.features = torch.cat([f for f, _ in parts]).to(device)
+        self.items = {k: torch.cat([it[k] for _, it in parts]).to(device) for k in parts[0][1]}
+        self.shard_sizes = entry.shard_sizes
+        starts = [0]
+        for n in self.shard_sizes[:-1]:
+            starts.append(starts[-1] + n)
+        self.shard_starts = starts
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.numel() * self.features.element_size()
+
+    @staticmethod
+    def fits(nbytes: int, device: torch.device | str, fraction: float = 0.5) -> tuple[bool, str]:
+        """(True, why) when `nbytes` may be held on `device`: at most `fraction` of its free memory
+        (the readout's activations and optimiser need the rest; on the CPU: of available RAM)."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        elif device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+        else:
+            return False, f"no free-memory query for device type '{device.type}'"
+        if nbytes <= fraction * free:
+            return True, f"{nbytes / 2**20:.0f} MiB <= {fraction:.0%} of {free / 2**20:.0f} MiB free on {device}"
+        return False, (f"{nbytes / 2**20:.0f} MiB > {fraction:.0%} of {free / 2**20:.0f} MiB free on "
+                       f"{device}")
+
+    def iter_batches(self, batch_size: int, shuffle: bool = False,
+                     generator: torch.Generator | None = None, drop_last: bool = False,
+                     ) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+        """As CacheEntry.iter_batches (features float32), gathered on this block's device."""
+        for s, idx, slices in shard_order(self.shard_sizes, batch_size, shuffle, generator, drop_last):
+            # One small host-to-device copy of indices per shard and epoch; batches slice it.
+            idx = (idx + self.shard_starts[s]).to(self.device, non_blocking=True)
+            for sl in slices:
+                sel = idx[sl]
+                yield self.features[sel].float(), {k: v[sel] for k, v in self.items.items()}
 
 
 def remove_stale_partials(root: str | Path, older_than_s: float = 24 * 3600) -> int:

@@ -35,6 +35,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from runners import extract, gin_setup
+from runners import feature_cache as fc
 from runners.progress import Progress
 
 STATUS_OK, STATUS_DIVERGED, STATUS_ERROR = "ok", "diverged", "error"
@@ -58,6 +59,9 @@ class Probe:
     cache_dtype: 'float16' | 'bfloat16' | 'float32' storage of cached activations.
     noise_seed: offset of the per-example noise seeds (seed = index + 1_000_003 * noise_seed).
     num_workers: DataLoader workers; log_every: steps between logged losses.
+    feature_residence: where cached activations are batched from: 'auto' (the backbone's device
+      when the block fits in half its free memory, else host memory, else shards read from disk
+      per batch), 'device', 'host' or 'stream' (the shard reader). Same batches either way.
     """
 
     backbone: Any = None
@@ -74,6 +78,7 @@ class Probe:
     noise_seed: int = 0
     num_workers: int = 0
     log_every: int = 50
+    feature_residence: str = "auto"
 
 
 def build_probe() -> Probe:
@@ -90,7 +95,13 @@ def build_probe() -> Probe:
         raise ConfigError(f"Probe.timestep = {probe.timestep} is outside [0, 1000)")
     if probe.steps < 1 or probe.batch_size < 1:
         raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
+    if probe.feature_residence not in RESIDENCES:
+        raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
+                          f"{RESIDENCES}")
     return probe
+
+
+RESIDENCES = ("auto", "device", "host", "stream")
 
 
 def backbone_info(backbone) -> dict:
@@ -144,14 +155,22 @@ def _to(batch: dict, device) -> dict:
 
 
 class FeatureSource:
-    """Batches of (activations (b, t, h, w, D) float32, batch items) of one block at one t."""
+    """Batches of (activations (b, t, h, w, D) float32, batch items) of one block at one t.
+
+    From the cache, a split's block is loaded once, on first use, where `Probe.feature_residence`
+    says (see Probe): on a CUDA device a step then reads no file and copies no features from the
+    host. `residence` records where each split's features were served from and why.
+    """
 
     def __init__(self, probe: Probe, block: int, generator: torch.Generator):
         self.probe, self.block, self.gen = probe, block, generator
         self.backbone, self.task = probe.backbone, probe.task
         self.device = extract.device_of(self.backbone)
         self.entries = {}
+        self.resident: dict[str, object] = {}
+        self.residence: dict[str, str] = {}
         self.backbone_batches = 0
+        self.created: list = []  # entries this source extracted (their manifests hold the time)
         if probe.use_cache:
             blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
             for split in ("train", "val"):
@@ -160,17 +179,46 @@ class FeatureSource:
                     probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
                 self.entries[split] = entry
                 if created:
+                    self.created.append(entry)
                     self.backbone_batches += entry.manifest.get("backbone_batches", 0)
 
     @property
     def kind(self) -> str:
         return "cache" if self.entries else "on-the-fly"
 
+    def _resident(self, split: str):
+        """The split's ResidentBlock, or None to stream shards (decided once per split)."""
+        if split in self.residence:
+            return self.resident.get(split)
+        entry, want = self.entries[split], self.probe.feature_residence
+        nbytes = entry.block_bytes(self.block)
+        places = {"auto": [self.device, torch.device("cpu")], "device": [self.device],
+                  "host": [torch.device("cpu")], "stream": []}[want]
+        why = []
+        for place in dict.fromkeys(places):
+            ok, reason = fc.ResidentBlock.fits(nbytes, place)
+            if ok or want != "auto":
+                self.resident[split] = fc.ResidentBlock(entry, self.block, place)
+                self.residence[split] = f"{place} ({reason})"
+                return self.resident[split]
+            why.append(reason)
+        self.residence[split] = "stream (shards read per batch" + (": " + "; ".join(why) if why else "") + ")"
+        if why:
+            print(f"probe: block {self.block} of {split} does not fit in memory ({'; '.join(why)}); "
+                  f"reading cache shards per batch", flush=True)
+        return None
+
     def epoch(self, split: str, batch_size: int, train: bool):
         if split in self.entries:
             entry = self.entries[split]
-            yield from entry.iter_batches(self.block, batch_size, shuffle=train, generator=self.gen,
-                                          drop_last=train and entry.num_examples >= batch_size)
+            drop_last = train and entry.num_examples >= batch_size
+            resident = self._resident(split)
+            if resident is not None:
+                yield from resident.iter_batches(batch_size, shuffle=train, generator=self.gen,
+                                                 drop_last=drop_last)
+            else:
+                yield from entry.iter_batches(self.block, batch_size, shuffle=train,
+                                              generator=self.gen, drop_last=drop_last)
             return
         dataset = self.task.split(split)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=self.gen,
@@ -194,33 +242,68 @@ class FeatureSource:
                 raise ValueError(f"task '{self.task.name}' has an empty train split")
 
 
-def _train(probe: Probe, head, source: FeatureSource, device, tb) -> tuple[str, str | None, float]:
-    """Trains `head`; returns (status, error message or None, last finite loss)."""
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _train(probe: Probe, head, source: FeatureSource, device, tb,
+           timings: list | None = None) -> tuple[str, str | None, float]:
+    """Trains `head`; returns (status, error message or None, last finite loss).
+
+    On a GPU the loss is read back to the host only every `log_every` steps (one sync for the
+    batch of steps since the last read), so the host queues steps ahead of the device; a
+    non-finite loss is still reported at the step it first appeared. timings: if a list,
+    (seconds waiting for the batch, seconds of the step) is appended per step, with the device
+    synchronised around both (a benchmark's view; it serialises host and device).
+    """
     task = probe.task
     # Through gin, so PaperOptimizer.lr etc. bind it and the operative config records it.
     opt, sched = gin.get_configurable("PaperOptimizer")(head.parameters(), probe.steps)
     head.train()
     bar = Progress(probe.steps, f"probe {task.name}", every_s=30.0)
     last, batches = float("nan"), source.train_batches(probe.batch_size)
+    read_every = 1 if torch.device(device).type == "cpu" else max(1, probe.log_every)
+    pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr) not yet read
     for step in range(1, probe.steps + 1):
+        if timings is not None:
+            _sync(device)
+            t0 = time.perf_counter()
         feats, batch = next(batches)
         batch = _to(batch, device)
-        out = head(*task.head_inputs(feats.to(device), batch))
+        feats = feats.to(device, non_blocking=True)
+        if timings is not None:
+            _sync(device)
+            t1 = time.perf_counter()
+        out = head(*task.head_inputs(feats, batch))
         loss = task.loss(out, batch)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            bar.close()
-            return (STATUS_DIVERGED, f"loss became {value} at step {step} of {probe.steps}; no metric "
-                    f"is reported (lower PaperOptimizer.lr, or check block/timestep features)", last)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        last = value
-        if step % probe.log_every == 0 or step == probe.steps:
-            tb.add_scalar("train/loss", value, step)
-            tb.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-        bar.update(loss=value)
+        if read_every == 1 and not math.isfinite(float(loss.detach())):
+            pending.append((step, loss.detach(), 0.0))  # reported below, before any update
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            pending.append((step, loss.detach(), opt.param_groups[0]["lr"]))
+        if timings is not None:
+            _sync(device)
+            timings.append((t1 - t0, time.perf_counter() - t1))
+        if step % read_every and step != probe.steps:
+            bar.update()
+            continue
+        values = torch.stack([v.reshape(()) for _, v, _ in pending]).float().cpu().tolist()  # one sync
+        for (at, _, lr), value in zip(pending, values):
+            if not math.isfinite(value):
+                bar.close()
+                return (STATUS_DIVERGED, f"loss became {value} at step {at} of {probe.steps}; no "
+                        f"metric is reported (lower PaperOptimizer.lr, or check block/timestep "
+                        f"features)", last)
+            last = value
+            if at % probe.log_every == 0 or at == probe.steps:
+                tb.add_scalar("train/loss", value, at)
+                tb.add_scalar("train/lr", lr, at)
+        pending = []
+        bar.update(loss=last)
     bar.close()
     return STATUS_OK, None, last
 
@@ -263,11 +346,16 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -
     info = backbone_info(backbone)
     block = extract.resolve_block(probe.block, info["num_blocks"])
 
-    source = FeatureSource(probe, block, gen)
+    # The head first: filling the cache draws from the global RNG (DataLoader seeds), and the
+    # head's init must not depend on whether this trial found its features cached.
     head = task.make_head(int(backbone.feature_dim)).to(device)
+    source = FeatureSource(probe, block, gen)
     tb = SummaryWriter(log_dir=str(out / "tb"))
+    t_train = time.perf_counter()
     status, error, last_loss = _train(probe, head, source, device, tb)
     results = _evaluate(probe, head, source, device) if status == STATUS_OK else {}
+    _sync(device)
+    readout_s = time.perf_counter() - t_train
     if status == STATUS_OK and task.metric not in results:
         raise KeyError(f"task '{task.name}' declares metric '{task.metric}' but its accumulator "
                        f"returned {sorted(results)}")
@@ -281,7 +369,9 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -
         "timestep": int(probe.timestep), "steps": probe.steps, "final_loss": last_loss,
         "feature_source": source.kind, "backbone_batches": source.backbone_batches,
         "head_params": sum(p.numel() for p in head.parameters()),
-        "seed": run.seed, "wall_s": round(time.time() - t0, 3), "output_dir": str(out)}
+        "seed": run.seed, "wall_s": round(time.time() - t0, 3),
+        "extract_s": round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
+        "readout_s": round(readout_s, 3), "output_dir": str(out)}
     gin_setup.save_operative_config(out, gin_args.with_bindings(*extra_bindings))
     tb.add_text("gin/operative_config", "    " + gin.operative_config_str().replace("\n", "\n    "))
     for k, v in results.items():

@@ -1,5 +1,6 @@
 """Feature cache storage: keys, atomic commits, key checks on read, shard-local batching."""
 
+import functools
 import json
 import os
 
@@ -113,3 +114,26 @@ def test_folder_name_hashes_every_field():
              _key(split="val").folder_name}
     assert len(names) == 4
     assert _key(blocks=(3, 1)).folder_name == _key(blocks=(1, 3, 3)).folder_name
+
+
+@pytest.mark.parametrize("shuffle,drop_last,batch", [(False, False, 3), (True, False, 3),
+                                                     (True, True, 3), (True, True, 5)])
+def test_resident_block_yields_the_shard_readers_batches(tmp_path, shuffle, drop_last, batch):
+    """Same generator draws, same batches, same order as CacheEntry.iter_batches."""
+    entry, _ = _write(tmp_path, _key(), n=10, batch=4, shard_size=4)   # shards of 4, 4, 2
+    resident = fc.ResidentBlock(entry, 3)
+    assert resident.nbytes == entry.block_bytes(3) == 10 * 2 * 3 * 3 * 5 * 2
+    streams = [list(src(batch, shuffle=shuffle, generator=torch.Generator().manual_seed(7),
+                        drop_last=drop_last))
+               for src in (functools.partial(entry.iter_batches, 3), resident.iter_batches)]
+    assert len(streams[0]) == len(streams[1]) > 0
+    for (fa, ia), (fb, ib) in zip(*streams):
+        assert fb.dtype == torch.float32 and torch.equal(fa, fb)
+        assert ia.keys() == ib.keys() and all(torch.equal(ia[k], ib[k]) for k in ia)
+
+
+def test_fits_compares_against_free_memory():
+    ok, why = fc.ResidentBlock.fits(1 << 20, "cpu")
+    assert ok and "MiB" in why
+    ok, why = fc.ResidentBlock.fits(1 << 60, "cpu")
+    assert not ok and "free" in why
