@@ -44,7 +44,7 @@ def test_writes_one_json_per_task(gin_file, synthetic_cache, tmp_path, capsys):
 def test_majority_class_matches_the_rendered_labels(synthetic_cache, tmp_path):
     assert cli.main(_argv("objects_imagenet", tmp_path)) == 0
     result = json.loads((tmp_path / "synthetic_objects.json").read_text())
-    data = builders.analog_datasets("objects", **{**SIZES, "num_frames": 5})
+    data = builders.analog_datasets("objects", **SIZES)
     train = np.array([int(data["train"][i]["label"]) for i in range(len(data["train"]))])
     val = np.array([int(data["val"][i]["label"]) for i in range(len(data["val"]))])
     majority = int(np.bincount(train).argmax())
