@@ -50,7 +50,15 @@ class Analog:
     sample: Callable[[torch.Generator, int, int], tuple[Scene, int]]
 
 
-def _hero_centre(cam: torch.Tensor, gen: torch.Generator, distance=(2.6, 3.4), spread=0.35):
+# Object-centred analogs: the labelled object is large in frame (about a third of a
+# 64 x 64 frame's width), in a quiet room, with coarse texture (elements of 5+ pixels), so
+# that one frame shows its shape and texture family clearly.
+HERO_DISTANCE = (2.0, 2.5)
+HERO_FREQ = (1.3, 2.0)
+ROOM_CONTRAST = 0.3
+
+
+def _hero_centre(cam: torch.Tensor, gen: torch.Generator, distance=HERO_DISTANCE, spread=0.25):
     """A point in front of the frame-0 camera, near the optical axis (3,)."""
     d = float(world._uniform(gen, *distance))
     right, down, fwd = cam[0, :3, 0], cam[0, :3, 1], cam[0, :3, 2]
@@ -60,11 +68,12 @@ def _hero_centre(cam: torch.Tensor, gen: torch.Generator, distance=(2.6, 3.4), s
 
 def _small_distractors(gen, room, num_frames, max_count=2):
     count = world._choice(gen, max_count + 1)
-    return [world.sample_object(gen, room, num_frames, scale=0.55, static=True) for _ in range(count)]
+    return [world.sample_object(gen, room, num_frames, scale=0.45, static=True) for _ in range(count)]
 
 
-def _static_hero(gen, room, cam, num_frames, shape, family=None, hue=None, freq=None, scale=1.3):
+def _static_hero(gen, room, cam, num_frames, shape, family=None, hue=None, freq=None, scale=1.35):
     centre = _hero_centre(cam, gen)
+    freq = float(world._uniform(gen, *HERO_FREQ)) if freq is None else freq
     hero = world.sample_object(gen, room, num_frames, shape=shape, family=family, hue=hue,
                                freq=freq, static=True, scale=scale, centre=centre)
     return hero
@@ -74,7 +83,7 @@ def _static_hero(gen, room, cam, num_frames, shape, family=None, hue=None, freq=
 
 def _objects(gen, num_frames, image_size):
     label = world._choice(gen, 24)
-    room = world.sample_room(gen)
+    room = world.sample_room(gen, contrast=ROOM_CONTRAST)
     cam = world.sample_camera(gen, num_frames, moving=False)
     hero = _static_hero(gen, room, cam, num_frames, shape=label // 6, family=textures.OBJECT_FAMILIES[label % 6])
     return world.assemble(room, _small_distractors(gen, room, num_frames) + [hero], cam, image_size), label
@@ -131,7 +140,7 @@ def _appearance(num_classes: int):
         palette = label // 24  # K700 analog: warm or cool actors double the classes
         hue = None if num_classes <= 24 else float(world._uniform(gen, -0.06, 0.1) if palette == 0
                                                    else world._uniform(gen, 0.45, 0.65))
-        room = world.sample_room(gen)
+        room = world.sample_room(gen, contrast=ROOM_CONTRAST)
         cam = world.sample_camera(gen, num_frames, travel=0.3, turn=0.3)
         hero = _static_hero(gen, room, cam, num_frames, shape=look // 6,
                             family=textures.OBJECT_FAMILIES[look % 6], hue=hue, scale=1.2)

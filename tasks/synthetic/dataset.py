@@ -32,7 +32,7 @@ import datasets
 import numpy as np
 import torch
 
-CODE_VERSION = 2
+CODE_VERSION = 3
 DEFAULT_CACHE = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE",
                                os.path.join(os.path.expanduser("~"), ".cache", "walt-probe", "synthetic"))
 SPLITS = {"train": "train", "val": "validation"}

@@ -58,8 +58,12 @@ class Room:
 
 
 def sample_room(gen: torch.Generator, layout: int | None = None, floor_family: int | None = None,
-                wall_family: int | None = None) -> Room:
-    """A room of a layout in LAYOUTS with floor / wall textures from ROOM_FAMILIES."""
+                wall_family: int | None = None, contrast: float = 1.0) -> Room:
+    """A room of a layout in LAYOUTS with floor / wall textures from ROOM_FAMILIES.
+
+    contrast in [0, 1] scales each texture's second colour towards its first: the
+    object-centred analogs use a quiet room so that the object, not the room, carries the
+    texture cues in a 64 x 64 frame (same random draws whatever the contrast)."""
     layout = _choice(gen, len(LAYOUTS)) if layout is None else layout
     half_w, back, height = LAYOUTS[layout]
     jitter = _uniform(gen, 0.92, 1.08, (3,))
@@ -71,8 +75,8 @@ def sample_room(gen: torch.Generator, layout: int | None = None, floor_family: i
     for family, freq_range in ((floor_family, (0.8, 1.6)), (wall_family, (1.0, 2.2)),
                                (textures.SOLID, (1.0, 1.0))):
         a = random_color(gen) * 0.85
-        rows.append(textures.make_params(family, float(_uniform(gen, *freq_range)), a,
-                                         contrasting_color(gen, a), gen))
+        b = a + contrast * (contrasting_color(gen, a) - a)
+        rows.append(textures.make_params(family, float(_uniform(gen, *freq_range)), a, b, gen))
     return Room(lo, hi, torch.stack(rows))
 
 
