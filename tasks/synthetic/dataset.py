@@ -11,10 +11,11 @@ a hash of those, and rendering is elementwise per clip, so the bytes do not depe
 batch size or on how the split is sharded over processes.
 
 Speed: on the CPU a split is rendered by one worker process per usable core, each with
-ONE torch thread. The renderer's ops are elementwise passes over ~10^5-10^6 values, too
-small to pay for intra-op threading: two torch threads were 3-4x slower than one on a
-shared 2-core machine, while two single-threaded processes scale almost linearly. On a
-GPU one process renders larger batches. GPU bits may differ from CPU bits (other libm,
+ONE torch thread. The renderer's ops are elementwise passes over ~10^5-10^6 values: on
+idle cores two torch threads were 1.6x faster than one, but with other jobs on the
+machine (load 3-6 on 2 cores) they were 3-4x SLOWER (threads wait on each other at every
+op), while single-threaded processes match the idle two-thread speed and degrade
+gracefully (benchmarks/results/render_speed.md). On a GPU one process renders larger batches. GPU bits may differ from CPU bits (other libm,
 fused multiply-adds), so the render device is part of the cache key.
 """
 
@@ -36,8 +37,8 @@ CODE_VERSION = 3
 DEFAULT_CACHE = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE",
                                os.path.join(os.path.expanduser("~"), ".cache", "walt-probe", "synthetic"))
 SPLITS = {"train": "train", "val": "validation"}
-# Clips rendered per batch: small batches stay in the CPU caches (measured 10% faster at 4
-# than at 16); the GPU wants large ones.
+# Clips rendered per batch: small batches stay in the CPU caches (10% less CPU time per
+# clip at 4 than at 16); the GPU wants large ones.
 CHUNK = {"cpu": 4, "cuda": 64}
 # A split smaller than this many clips per extra process renders in-process (fork + arrow
 # shard merge cost about a second).
