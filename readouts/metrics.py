@@ -94,7 +94,8 @@ def box_iou_terms(pred: torch.Tensor, target: torch.Tensor,
     ious = box_ious(pred.float(), target.float())
     mask = valid.bool().clone()
     mask[..., 0] = False
-    return (ious * mask).sum(), mask.sum()
+    # where, not a product: an unscored pair of degenerate boxes has IoU 0/0 = NaN.
+    return torch.where(mask, ious, torch.zeros_like(ious)).sum(), mask.sum()
 
 
 def box_mean_iou(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> float:

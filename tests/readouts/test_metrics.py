@@ -168,3 +168,11 @@ def test_box_iou_hand_worked_excludes_first_frame():
     acc.update(pred, gt, valid)
     acc.update(gt, gt, torch.ones_like(valid))       # 3 more perfect pairs
     assert acc.result()["mean_iou"] == pytest.approx((1 + 1 / 3 + 3) / 5)
+
+
+def test_box_iou_ignores_degenerate_unscored_pairs():
+    # A padded track (all-zero boxes on both sides) has IoU 0/0; being unscored, it must not
+    # turn the mean into NaN.
+    gt = torch.tensor([[[[0.0, 0.0, 0.5, 0.5]] * 2, [[0.0, 0.0, 0.0, 0.0]] * 2]])   # (1, 2, 2, 4)
+    valid = torch.tensor([[[True, True], [False, False]]])
+    assert metrics.box_mean_iou(gt.clone(), gt, valid) == pytest.approx(1.0)
