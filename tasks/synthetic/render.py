@@ -247,19 +247,60 @@ def trace(batch: SceneBatch, origin: torch.Tensor, dirs: torch.Tensor) -> dict[s
     return _unflatten(hits, b, t)
 
 
-def _pixel_ranges(batch: SceneBatch, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conservative pixel rectangles of each object's bounding sphere per frame.
+def _silhouette_ranges(batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Exact image-plane ranges of each object's silhouette, for objects wholly in front
+    of the camera: u_lo, u_hi (b, T, N, 2) of x / z and y / z in camera coordinates, and
+    valid (b, T, N).
 
-    Returns lo, hi (b, T, N, 2) long [col, row], inclusive; empty where lo > hi. In the
-    camera's xz-plane the sphere is a disk, so its x / z range is exactly
-    tan(theta -+ alpha) (same for y); rectangles go full-frame when the camera is inside
-    a bounding sphere or the sphere straddles the image plane's horizon.
+    In camera coordinates an object is X = c + M s with M = R_cam^T R_obj diag(extent) and
+    s in the unit ball (quadrics) or the cube [-1, 1]^3 (slabs). For a box the range is that
+    of its 8 projected corners. For an ellipsoid the bounding lines x / z = u are the planes
+    (1, 0, -u) . X = 0 tangent to it, |n . c| = |M^T n|: a quadratic in u with S = M M^T.
+    """
+    rot_c = batch.cam_to_world[:, :, None, :3, :3]                          # (b, T, 1, 3, 3)
+    rel = batch.positions.transpose(1, 2) - batch.cam_to_world[:, :, None, :3, 3]
+    c = _to_object(rot_c, rel)                                              # (b, T, N, 3)
+    m = rot_c.transpose(-1, -2) @ (batch.rotations.transpose(1, 2) * batch.extents[:, None, :, None, :])
+    z = c[..., 2]
+    # Ellipsoid: support along the optical axis sqrt(S_22); tangent-plane quadratic per axis.
+    s = m @ m.transpose(-1, -2)
+    quad_front = z - torch.sqrt(s[..., 2, 2].clamp_min(0)) > 1e-3
+    denom = (z * z - s[..., 2, 2]).clamp_min(1e-9)
+    quad_lo, quad_hi = [], []
+    for j in (0, 1):
+        half_b = c[..., j] * z - s[..., j, 2]
+        root = torch.sqrt((half_b * half_b - denom * (c[..., j] ** 2 - s[..., j, j])).clamp_min(0))
+        quad_lo.append((half_b - root) / denom)
+        quad_hi.append((half_b + root) / denom)
+    # Box: support sum_i |M_2i|; projected corners.
+    box_front = z - m[..., 2, :].abs().sum(-1) > 1e-3
+    signs = torch.tensor([[x, y, w] for x in (-1.0, 1.0) for y in (-1.0, 1.0) for w in (-1.0, 1.0)],
+                         device=c.device)
+    corners = c[..., None, :] + (m[..., None, :, :] * signs[:, None, :]).sum(-1)   # (b, T, N, 8, 3)
+    uv = corners[..., :2] / corners[..., 2:].clamp_min(1e-6)
+    quad = batch.quadric[:, None, :, None]
+    u_lo = torch.where(quad, torch.stack(quad_lo, -1), uv.min(dim=-2).values)
+    u_hi = torch.where(quad, torch.stack(quad_hi, -1), uv.max(dim=-2).values)
+    valid = torch.where(batch.quadric[:, None, :], quad_front, box_front)
+    return u_lo, u_hi, valid
+
+
+def _pixel_ranges(batch: SceneBatch, image_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conservative pixel rectangles of each object per frame.
+
+    Returns lo, hi (b, T, N, 2) long [col, row], inclusive; empty where lo > hi. The
+    rectangle of the object's bounding sphere always applies: in the camera's xz-plane the
+    sphere is a disk, so its x / z range is exactly tan(theta -+ alpha) (same for y);
+    it goes full-frame when the camera is inside the sphere or the sphere straddles the
+    image plane's horizon. Objects wholly in front of the camera are further cut to their
+    exact silhouette range (`_silhouette_ranges`), which halves the pairs tested.
     """
     rot = batch.cam_to_world[:, :, None, :3, :3]                       # (b, T, 1, 3, 3)
     rel = batch.positions.transpose(1, 2) - batch.cam_to_world[:, :, None, :3, 3]
     cam = _to_object(rot, rel)                                          # (b, T, N, 3)
     radius = batch.extents.norm(dim=-1)[:, None, :] * 1.001 + 1e-4     # (b, 1, N)
     k = batch.intrinsics[:, None, None]
+    tight_lo, tight_hi, tight = _silhouette_ranges(batch)
     lo, hi = [], []
     for axis, f, c in ((0, k[..., 0, 0], k[..., 0, 2]), (1, k[..., 1, 1], k[..., 1, 2])):
         x, z = cam[..., axis], cam[..., 2]
@@ -269,9 +310,14 @@ def _pixel_ranges(batch: SceneBatch, image_size: int) -> tuple[torch.Tensor, tor
         full = (dist <= radius) | (theta + alpha >= 1.55) | (theta - alpha <= -1.55)
         u_lo = f * torch.tan((theta - alpha).clamp(-1.55, 1.55)) + c
         u_hi = f * torch.tan((theta + alpha).clamp(-1.55, 1.55)) + c
+        u_lo = torch.where(full, -1e9, u_lo)
+        u_hi = torch.where(full, 1e9, u_hi)
+        # Both ranges are conservative, so is their intersection.
+        u_lo = torch.where(tight, torch.maximum(u_lo, f * tight_lo[..., axis] + c), u_lo)
+        u_hi = torch.where(tight, torch.minimum(u_hi, f * tight_hi[..., axis] + c), u_hi)
         # Pixel i is covered when its centre i + 0.5 lies in [u_lo, u_hi]; one pixel of slack.
-        first = torch.where(full, 0.0, torch.ceil(u_lo - 0.5) - 1).clamp(0, image_size - 1)
-        last = torch.where(full, image_size - 1.0, torch.floor(u_hi - 0.5) + 1).clamp(-1, image_size - 1)
+        first = (torch.ceil(u_lo.clamp(-1e6, 1e6) - 0.5) - 1).clamp(0, image_size - 1)
+        last = (torch.floor(u_hi.clamp(-1e6, 1e6) - 0.5) + 1).clamp(-1, image_size - 1)
         behind = (z + radius) <= 0
         last = torch.where(behind | ~batch.active[:, None, :], -1.0, last)
         lo.append(first.long())

@@ -120,11 +120,18 @@ def test_relative_pose_composes_from_consecutive_steps():
     assert torch.allclose(pose[:, :3] @ p_last + pose[:, 3], expect, atol=1e-5)
 
 
-def test_screen_rectangle_culling_matches_dense_tracing():
-    scenes = _scenes([9, 10, 11])
+@pytest.mark.parametrize("source", ["random", "objects", "appearance", "motion"])
+def test_screen_rectangle_culling_matches_dense_tracing(source):
+    """Sphere and silhouette rectangles cut no visible pixel (large close objects included)."""
+    if source == "random":
+        scenes = _scenes([9, 10, 11])
+    else:
+        from tasks.synthetic import analogs
+        scenes = [analogs.get(source).sample(torch.Generator().manual_seed(s), FRAMES, SIZE)[0]
+                  for s in range(8)]
     batch = render.batch_scenes(scenes)
     sparse = render.trace_frames(batch, SIZE)
-    xy = einops.repeat(pixel_grid(SIZE, SIZE), "P xy -> b T P xy", b=3, T=FRAMES)
+    xy = einops.repeat(pixel_grid(SIZE, SIZE), "P xy -> b T P xy", b=len(scenes), T=FRAMES)
     o, d = pixel_rays(xy, batch.cam_to_world, batch.intrinsics)
     dense = render.trace(batch, o, d)
     assert torch.equal(sparse["surface"], dense["surface"])
