@@ -50,9 +50,9 @@ class Analog:
     sample: Callable[[torch.Generator, int, int], tuple[Scene, int]]
 
 
-# Object-centred analogs: the labelled object is large in frame (about a third of a
-# 64 x 64 frame's width), in a quiet room, with coarse texture (elements of 5+ pixels), so
-# that one frame shows its shape and texture family clearly.
+# Object-centred analogs: the labelled object is large in frame (a third to a half of the
+# frame's width), in a quiet room, with coarse texture (stripes, cells and dots of 4+
+# pixels at 64 x 64), so that one frame shows its shape and texture family clearly.
 HERO_DISTANCE = (2.0, 2.5)
 HERO_FREQ = (1.3, 2.0)
 ROOM_CONTRAST = 0.3
