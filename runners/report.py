@@ -176,12 +176,22 @@ def collect(dirs: Sequence[str | Path]) -> pd.DataFrame:
 
 
 def best_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, model): the finished trial with the best value in the metric's direction."""
+    """Per (task, model): the best (block, t) cell in the metric's direction.
+
+    Repeats of a cell (readout seeds, `Run.seed`) are averaged first, so a lucky seed does not
+    pick the cell: the returned row is the cell's first trial with `value` set to the mean.
+    """
     ok = df[(df.status == "ok") & df.value.notna()]
     out = []
     for (_, _), g in ok.groupby(["task", "model"], sort=False):
         hib = bool(g.higher_is_better.iloc[0])
-        out.append(g.loc[g.value.idxmax() if hib else g.value.idxmin()])
+        cells = g.assign(_b=g.block.astype(object), _t=g.t.astype(object)).groupby(
+            ["_b", "_t"], sort=False, dropna=False)
+        means = cells.value.mean()
+        cell = means.idxmax() if hib else means.idxmin()
+        row = g.loc[cells.groups[cell][0]].copy()
+        row["value"] = float(means[cell])
+        out.append(row)
     return pd.DataFrame(out, columns=df.columns)
 
 

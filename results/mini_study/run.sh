@@ -10,7 +10,9 @@
 # tarball of the part's experiment folders and the log, for `walt-probe report` elsewhere.
 # Gin flags after OUT go to every command (e.g. --gin.Sweep.gpus_per_trial=0.1 on a GPU);
 # SWEEP_ARGS (e.g. "--no-dashboard --num_cpus 16") to the sweeps only. DEADLINE_S (default:
-# none) stops starting new sweeps after that many seconds; PYTHON (default: python) runs them.
+# none) stops starting new sweeps after that many seconds; PYTHON (default: python) runs them;
+# GRID_TASKS (default: all four) picks the grid analogs, CELLS (default: "tracking paper
+# family") the part (b) sweeps.
 set -uo pipefail
 part=${1:?part: grid or cells}
 out=${2:?output folder}
@@ -40,25 +42,26 @@ baseline() {  # task gin file: renders its splits (cached for the sweeps) and sc
 
 case $part in
   grid)
-    for task in objects motion depth point_tracks; do
+    for task in ${GRID_TASKS:-objects motion depth point_tracks}; do
       baseline "experiments/mini_study/grid_$task.gin" "$@"
       sweep "experiments/mini_study/grid_$task.gin" "$@"
     done
     tar czf "$out/grid.tgz" --exclude='*/checkpoint_*' runs/sweeps/mini_grid_* ;;
   cells)
     # A fresh machine: part (a)'s experiments come back from its tarball (carried as .mini/).
-    if ! ls -d runs/sweeps/mini_grid_* >/dev/null 2>&1 && [ -f .mini/grid.tgz ]; then
-      tar xzf .mini/grid.tgz
-    fi
+    [ -f .mini/grid.tgz ] && tar xzf .mini/grid.tgz --skip-old-files
     "$py" results/mini_study/family_cells.py runs/sweeps/mini_grid_* --out runs/mini_study_cells \
       | tee -a "$log" || exit 1
     for task in SyntheticScenes SyntheticFineGrained SyntheticAppearanceActions \
                 SyntheticAppearanceActionsXL SyntheticCameraPose SyntheticBoxTracks; do
       baseline experiments/mini_study/cells_base.gin --gin.TASK="@$task()" "$@"
     done
-    for gin in experiments/mini_study/cells_tracking.gin experiments/mini_study/cells_paper.gin \
-               runs/mini_study_cells/family_*.gin; do
-      sweep "$gin" "$@"
+    for cells in ${CELLS:-tracking paper family}; do
+      case $cells in
+        family) gins=(runs/mini_study_cells/family_*.gin) ;;
+        *) gins=("experiments/mini_study/cells_$cells.gin") ;;
+      esac
+      for gin in "${gins[@]}"; do sweep "$gin" "$@"; done
     done
     tar czf "$out/cells.tgz" --exclude='*/checkpoint_*' runs/sweeps/mini_cells_* runs/mini_study_cells ;;
   *) echo "run.sh: unknown part '$part' (grid or cells)" >&2; exit 2 ;;

@@ -168,3 +168,12 @@ def test_bad_baselines_folder_is_a_clear_error(experiment, tmp_path, capsys, mak
     assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out"),
                      "--baselines", str(tmp_path / "b")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_best_cell_averages_readout_seeds():
+    # Cell A: seeds 0.9 and 0.1 (mean 0.5); cell B: 0.6 and 0.6. The best cell is B, not the
+    # lucky seed of A, and its value is the mean.
+    rows = [dict(task="t", model="V-WALT small", block=b, t=0, value=v, higher_is_better=True,
+                 status="ok") for b, v in ((1, 0.9), (1, 0.1), (2, 0.6), (2, 0.6))]
+    best = report.best_rows(pd.DataFrame(rows))
+    assert list(best.block) == [2] and list(best.value) == [pytest.approx(0.6)]
