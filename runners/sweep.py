@@ -302,8 +302,24 @@ def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
           f"{batches} backbone batches)", flush=True)
 
 
+CODE_PACKAGES = ("walt", "readouts", "tasks", "runners", "search_spaces")
+
+
+def code_fingerprint(root: Path = Path(__file__).resolve().parent.parent,
+                     packages: Sequence[str] = CODE_PACKAGES) -> str:
+    """sha256 over the project's Python source: a sweep resumed by other code would mix stale
+    trials with new ones, so the experiment records it (sweep.json) and a rerun checks it."""
+    h = hashlib.sha256()
+    for pkg in packages:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _signature(gin_args: gin_setup.GinArgs, space: Mapping) -> dict:
-    return {"gin": gin_args.to_dict(), "space": json.loads(json.dumps(space, default=repr))}
+    return {"gin": gin_args.to_dict(), "space": json.loads(json.dumps(space, default=repr)),
+            "code": code_fingerprint()}
 
 
 def _forward_sigterm() -> None:
@@ -340,9 +356,17 @@ def main(args, gin_args) -> int:
     if args.fresh and exp_dir.exists():
         import shutil
         shutil.rmtree(exp_dir)
-    if sig_path.exists() and json.loads(sig_path.read_text()) != signature:
+    old = json.loads(sig_path.read_text()) if sig_path.exists() else None
+    if old is not None and {k: v for k, v in old.items() if k != "code"} != \
+            {k: v for k, v in signature.items() if k != "code"}:
         print(f"walt-probe sweep: {exp_dir} holds a different sweep (other gin files, bindings or "
               f"space). Use --name for a new experiment, or --fresh to replace it.", file=sys.stderr)
+        return 2
+    if old is not None and old.get("code") != signature["code"]:
+        print(f"walt-probe sweep: {exp_dir} was run by other code (the project's source changed "
+              f"since: code {old.get('code')} -> {signature['code']}); resuming would keep its "
+              f"finished trials as they are. Use --fresh to rerun it, or --name for a new "
+              f"experiment.", file=sys.stderr)
         return 2
     gin_setup.write_text_atomic(sig_path, json.dumps(signature, indent=2))
 

@@ -124,6 +124,28 @@ def test_a_different_sweep_under_the_same_name_is_refused(resumed, tmp_path):
     assert res.returncode == 2 and "holds a different sweep" in res.stderr
 
 
+def test_a_sweep_run_by_other_code_is_refused(resumed):
+    exp = resumed[0]
+    sig = json.loads((exp / "sweep.json").read_text())
+    gin_file = Path(sig["gin"]["files"][0])
+    (exp / "sweep.json").write_text(json.dumps({**sig, "code": "0" * 16}))
+    try:
+        res = subprocess.run([WALT_PROBE, "sweep", f"--gin_file={gin_file}", "--no-dashboard"],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        (exp / "sweep.json").write_text(json.dumps(sig))
+    assert res.returncode == 2 and "was run by other code" in res.stderr and "--fresh" in res.stderr
+
+
+def test_code_fingerprint_follows_the_source(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("x = 1\n")
+    before = sweep.code_fingerprint(tmp_path, ["pkg"])
+    assert sweep.code_fingerprint(tmp_path, ["pkg"]) == before
+    (tmp_path / "pkg" / "a.py").write_text("x = 2\n")
+    assert sweep.code_fingerprint(tmp_path, ["pkg"]) != before
+
+
 @pytest.mark.slow
 def test_sigint_resume(tmp_path, synthetic_cache):
     exp, before, second = _run_killed_then_resumed(tmp_path, signal.SIGINT)
