@@ -70,7 +70,8 @@ def evaluate(task: Task, predict: Callable[[Batch], Any], split: str = "val",
 
 def fit_majority(task: Task, batch_size: int = 32) -> tuple[int, float]:
     """(majority class of train, its frequency in train)."""
-    labels = torch.cat([b["label"].long().reshape(-1) for b in batches(task.split("train"), batch_size)])
+    labels = torch.cat([rearrange(b["label"].long(), "... -> (...)")
+                        for b in batches(task.split("train"), batch_size)])
     if labels.numel() == 0:
         raise ValueError(f"task '{task.name}': the train split is empty; nothing to fit")
     counts = torch.bincount(labels)
@@ -136,7 +137,7 @@ def fit_depth_maps(task: Task, batch_size: int = 32,
     weights = torch.where(maps > 0, 1.0 / maps.clamp(min=1e-12), torch.zeros_like(maps))
     median = weighted_median(maps, weights)
     pooled = weighted_median(rearrange(maps, "n p -> (n p) 1"), rearrange(weights, "n p -> (n p) 1"))
-    median = torch.where(median.isnan(), pooled, median).reshape(mean.shape)
+    median = rearrange(torch.where(median.isnan(), pooled, median), "(y x) -> y x", y=mean.shape[0])
     return {"median": median, "mean": mean}
 
 
