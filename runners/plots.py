@@ -9,6 +9,9 @@ Every value is the best finished trial of its (task, model) unless a panel fixes
 Given baselines (runners/report.load_baselines), the trivial predictor's value is a dashed line
 on the Fig. 5 curves and is stated in the heatmap titles.
 Failed trials (status != 'ok') never become numbers: hatched cells, red crosses, 'failed' labels.
+Scattered single cells (e.g. each model at its own best cell) get no Fig. 5 curve unless two cells
+of one model share a block or a t, and no heatmap unless a block has two t and a t two blocks;
+summary.md's notes say so.
 """
 
 from __future__ import annotations
@@ -267,12 +270,41 @@ def draw_all(df: pd.DataFrame, out: Path, baselines=None) -> tuple[dict, list[st
     figures["fig7_relative_to_iwalt"] = path
     if path is None:
         notes.append(f"Fig. 7 not drawn: {why}")
+    no_curve, no_grid = [], []
     for task in sorted(df.task.dropna().unique()):
-        metrics = df[df.task == task].metric.dropna()
+        g = df[df.task == task]
+        metrics = g.metric.dropna()
         trivial = baseline_for(baselines, task, metrics.iloc[0]) if len(metrics) else None
-        figures[f"fig5_{task}"] = fig5_curves(df, task, out / f"fig5_{_slug(task)}.png", trivial)
-        for model in _models(df[df.task == task]):
+        if any(_has_curve(g[g.model == m]) for m in _models(g)):
+            figures[f"fig5_{task}"] = fig5_curves(df, task, out / f"fig5_{_slug(task)}.png", trivial)
+        else:
+            no_curve.append(task)
+        for model in _models(g):
+            if not _has_grid(g[g.model == model]):
+                no_grid.append(f"{task} {model}")
+                continue
             name = f"heatmap_{task}_{model}"
             figures[name] = heatmap(df, task, model, out / f"heatmap_{_slug(task)}_{_slug(model)}.png",
                                     trivial)
+    if no_curve:
+        notes.append("Fig. 5 not drawn (no two cells of one model share a block or a t): " + ", ".join(no_curve))
+    if no_grid:
+        notes.append("heatmap not drawn (no block at two t and t at two blocks): " + ", ".join(no_grid))
     return figures, notes
+
+
+def _cells(g: pd.DataFrame) -> pd.DataFrame:
+    return g[["block", "t"]].dropna().drop_duplicates()
+
+
+def _has_curve(g: pd.DataFrame) -> bool:
+    """Whether one model's trials of one task draw a line: two cells sharing a block or a t."""
+    cells = _cells(g)
+    return bool(cells.duplicated("block").any() or cells.duplicated("t").any())
+
+
+def _has_grid(g: pd.DataFrame) -> bool:
+    """Whether one model's trials of one task draw a line along both axes: some block at two
+    timesteps and some timestep at two blocks (scattered cells make a mostly empty heatmap)."""
+    cells = _cells(g)
+    return bool(cells.duplicated("block").any() and cells.duplicated("t").any())

@@ -35,10 +35,15 @@ LABEL = {"image": "I-WALT", "video": "V-WALT"}
 
 
 def best_cells(df, task: str) -> dict[str, tuple[int, int, float]]:
-    """variant -> (block, t, value) of the best ok trial of `task` (mean over repeats)."""
+    """variant -> (block, t, value) of the best ok trial of `task` (mean over repeats), for both models."""
     rows = df[(df["task"] == task) & (df["status"] == "ok")]
     if rows.empty:
         raise SystemExit(f"no finished trial of {task} in the given experiments: run part (a) first")
+    missing = sorted(set(LABEL) - set(rows["variant"]))
+    if missing:
+        raise SystemExit(f"no finished trial of {task} for {', '.join(LABEL[v] for v in missing)} in the given "
+                         f"experiments: the grid is incomplete (an interrupted or partially copied sweep?); "
+                         f"resume part (a) or pass all of its experiment folders")
     higher = bool(rows["higher_is_better"].iloc[0])
     out = {}
     for variant, g in rows.groupby("variant"):

@@ -177,3 +177,48 @@ def test_best_cell_averages_readout_seeds():
                  status="ok") for b, v in ((1, 0.9), (1, 0.1), (2, 0.6), (2, 0.6))]
     best = report.best_rows(pd.DataFrame(rows))
     assert list(best.block) == [2] and list(best.value) == [pytest.approx(0.6)]
+
+
+def _family_cells():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "results" / "mini_study" / "family_cells.py"
+    spec = importlib.util.spec_from_file_location("family_cells", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_family_cells_pick_each_models_best_cell_and_refuse_an_incomplete_grid(experiment, tmp_path):
+    family_cells = _family_cells()
+    df = report.collect([experiment])
+    # The fixture's value grows with the block and falls with t: block 2, t 0 wins for both models
+    # (for depth, lower is better and the value is mirrored); video is 0.1 better.
+    assert family_cells.best_cells(df, "motion") == {"image": (2, 0, pytest.approx(0.7)),
+                                                     "video": (2, 0, pytest.approx(0.8))}
+    assert family_cells.best_cells(df, "depth")["video"] == (2, 0, pytest.approx(0.7))
+    gin = family_cells.family_gin("tracking", family_cells.best_cells(df, "motion"), ["@SyntheticBoxTracks()"])
+    assert "'I-WALT': {'Backbone.variant': 'image'" in gin and "'Probe.block': 2, 'Probe.timestep': 0" in gin
+    with pytest.raises(SystemExit, match="no finished trial of motion for V-WALT.*incomplete"):
+        family_cells.best_cells(df[df.variant == "image"], "motion")
+
+
+def test_scattered_cells_get_no_curves_or_heatmaps_and_the_notes_say_why(tmp_path):
+    exp = tmp_path / "cells"
+    # objects: each model at two cells sharing nothing; tracks: one block at two timesteps.
+    for task, cells in [("objects", {"image": [(4, 100), (5, 200)], "video": [(8, 100), (5, 200)]}),
+                        ("tracks", {"image": [(5, 0), (5, 100)], "video": [(5, 0), (5, 100)]})]:
+        for variant, where in cells.items():
+            for block, t in where:
+                b = [f"Probe.block = {block}", f"Probe.timestep = {t}", f"Backbone.variant = '{variant}'",
+                     f"TASK = @{task}()"]
+                _trial(exp, f"{task}-{variant}-{block}-{t}", b, status="ok", error=None, value=0.5 + block / 100,
+                       task=task, metric="top1", higher_is_better=True, variant=variant, size="tiny", block=block,
+                       block_spec=block, num_blocks=8, timestep=t, backbone="walt")
+    paths = report.write_report([exp], tmp_path / "out")
+    assert "fig5_tracks" in paths and "fig5_objects" not in paths
+    assert not any(name.startswith("heatmap_") for name in paths)
+    assert not list((tmp_path / "out").glob("heatmap_*.png"))
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Fig. 5 not drawn (no two cells of one model share a block or a t): objects" in summary
+    assert "heatmap not drawn (no block at two t and t at two blocks): objects I-WALT tiny, objects V-WALT tiny, tracks" in summary
