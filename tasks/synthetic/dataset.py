@@ -4,7 +4,8 @@ A split is rendered once into a `datasets.DatasetDict` (train / validation), sav
 `save_to_disk` under `cache_dir/<name>-<key>`, and reloaded with `load_from_disk`. The key
 hashes the generator's parameters AND the source of every module of `tasks/synthetic/`
 plus CODE_VERSION, so a change to the renderer or a sampler renders afresh instead of
-silently serving stale clips. Writes are atomic (temp folder + os.replace).
+silently serving stale clips. Writes are atomic (temp folder + os.replace), and processes
+asking for the same split at once render it once (a lock file beside it; the others wait).
 
 Every item is a pure function of (name, split, seed, index): its generator is seeded from
 a hash of those, and rendering is elementwise per clip, so the bytes do not depend on
@@ -21,6 +22,8 @@ fused multiply-adds), so the render device is part of the cache key.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -179,21 +182,46 @@ def cached_dataset_dict(name: str, params: dict, sizes: dict[str, int],
     final = os.path.join(cache_dir, f"{name}-{key}")
     if not os.path.isdir(final):
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir)
-        splits = {SPLITS[s]: build_split(n, make_render_chunk(s, device), os.path.join(tmp, "gen", s),
-                                         resolve_num_proc(num_proc, n, device), device)
-                  for s, n in sizes.items() if n > 0}
-        datasets.DatasetDict(splits).save_to_disk(os.path.join(tmp, "data"))
-        with open(os.path.join(tmp, "data", "walt_probe_params.json"), "w") as f:
-            json.dump({"name": name, "params": params, "sizes": sizes, "device": device,
-                       "code": source_fingerprint()}, f, indent=1)
-        try:
-            os.replace(os.path.join(tmp, "data"), final)
-        except OSError:
-            if not os.path.isdir(final):  # lost a race only if someone else finished
-                raise
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _exclusive(os.path.join(cache_dir, f".{name}-{key}.lock"), f"{name} ({key})"):
+            if not os.path.isdir(final):  # rendered by the process we waited for
+                _render(final, cache_dir, name, params, sizes, make_render_chunk, num_proc, device)
     return datasets.load_from_disk(final)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: str, what: str):
+    """One renderer per split on this machine: the sweep's cache tasks (one per grid point, run
+    in parallel) all ask for the same split, and each render already uses every core. The
+    lock file stays (unlinking it would let a waiter lock a stale inode)."""
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"synthetic: waiting for another process to finish rendering {what}", flush=True)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _render(final: str, cache_dir: str, name: str, params: dict, sizes: dict[str, int],
+            make_render_chunk: Callable[[str, str], Callable], num_proc: int | None, device: str) -> None:
+    """Renders every split into a temp folder, then moves it to `final` in one rename."""
+    tmp = tempfile.mkdtemp(prefix=f".{name}-", dir=cache_dir)
+    splits = {SPLITS[s]: build_split(n, make_render_chunk(s, device), os.path.join(tmp, "gen", s),
+                                     resolve_num_proc(num_proc, n, device), device)
+              for s, n in sizes.items() if n > 0}
+    datasets.DatasetDict(splits).save_to_disk(os.path.join(tmp, "data"))
+    with open(os.path.join(tmp, "data", "walt_probe_params.json"), "w") as f:
+        json.dump({"name": name, "params": params, "sizes": sizes, "device": device,
+                   "code": source_fingerprint()}, f, indent=1)
+    try:
+        os.replace(os.path.join(tmp, "data"), final)
+    except OSError:
+        if not os.path.isdir(final):  # another machine sharing the folder finished first
+            raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ItemDataset(torch.utils.data.Dataset):

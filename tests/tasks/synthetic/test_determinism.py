@@ -41,7 +41,7 @@ def test_dataset_cache_roundtrip_and_task(tmp_path):
     assert int(item["index"]) == 1 and len(task.datasets["val"]) == 2
     again = builders.point_tracks_task(cache_dir=str(tmp_path), num_train=3, num_val=2, image_size=32)
     assert torch.equal(again.datasets["train"][1]["target_points"], item["target_points"])
-    assert len(list(tmp_path.iterdir())) == 1          # reloaded, not re-rendered
+    assert len([p for p in tmp_path.iterdir() if not p.name.startswith(".")]) == 1  # reloaded, not re-rendered
     assert cache_key({"seed": 0}) != cache_key({"seed": 1})
 
 
@@ -68,7 +68,7 @@ def test_split_bytes_do_not_depend_on_processes_and_device_is_recorded(tmp_path)
     for i in range(6):
         for key in ("video", "depth"):
             assert torch.equal(one["train"][i][key], two["train"][i][key]), (i, key)
-    (folder,) = (tmp_path / "a").iterdir()
+    (folder,) = [p for p in (tmp_path / "a").iterdir() if not p.name.startswith(".")]
     assert json.loads((folder / "walt_probe_params.json").read_text())["device"] == "cpu"
 
 
@@ -98,3 +98,41 @@ def test_gpu_render_matches_cpu_render():
     gens = [clip_generator("point_tracks", "train", 0, i) for i in range(2)]
     items = analogs.render_items(analogs.get("point_tracks"), gens, 32, 5, device="cuda")
     assert items[0]["target_points"].shape == (analogs.NUM_QUERIES, 5, 2)
+
+
+def _count_renders(marks: str):
+    """make_render_chunk for cached_dataset_dict that leaves one file per split it renders."""
+    import os
+    from tasks.synthetic import analogs
+    from tasks.synthetic.dataset import clip_generator
+
+    def make(split, device):
+        open(os.path.join(marks, f"{split}-{os.getpid()}"), "w").close()
+        def render_chunk(indices):
+            gens = [clip_generator("depth", split, 0, i) for i in indices]
+            return analogs.render_items(analogs.get("depth"), gens, 16, 3)
+        return render_chunk
+    return make
+
+
+def _load(cache_dir, marks, out):
+    from tasks.synthetic.dataset import cached_dataset_dict
+    ds = cached_dataset_dict("depth", {"seed": 0}, {"train": 8, "val": 0}, _count_renders(marks),
+                             cache_dir=cache_dir, num_proc=1)
+    out.put(len(ds["train"]))
+
+
+def test_concurrent_requests_render_a_split_once(tmp_path):
+    import multiprocessing
+    ctx = multiprocessing.get_context("fork")
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_load, args=(str(tmp_path / "cache"), str(marks), out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert sorted(out.get(timeout=5) for _ in procs) == [8, 8, 8]
+    assert len(list(marks.iterdir())) == 1                 # one process rendered; two waited and loaded
