@@ -62,6 +62,11 @@ class Probe:
     feature_residence: where cached activations are batched from: 'auto' (the backbone's device
       when the block fits in half its free memory, else host memory, else shards read from disk
       per batch), 'device', 'host' or 'stream' (the shard reader). Same batches either way.
+    compile_head: None (eager) or a torch.compile mode for the readout head: 'default',
+      'reduce-overhead' (CUDA graphs: the tracking heads are chains of small kernels over 17
+      frames, 8.6x faster per step at the mini-study's width on an H200,
+      benchmarks/results/tracking_readout_speed.md) or 'max-autotune'. Same head, same init;
+      results agree up to kernel numerics, so it is not part of a run's identity.
     """
 
     backbone: Any = None
@@ -79,6 +84,7 @@ class Probe:
     num_workers: int = 0
     log_every: int = 50
     feature_residence: str = "auto"
+    compile_head: str | None = None
 
 
 def build_probe() -> Probe:
@@ -98,10 +104,20 @@ def build_probe() -> Probe:
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
+    if probe.compile_head not in COMPILE_MODES:
+        raise ConfigError(f"Probe.compile_head = {probe.compile_head!r}; use None (eager) or one of "
+                          f"{COMPILE_MODES[1:]}")
     return probe
 
 
 RESIDENCES = ("auto", "device", "host", "stream")
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+
+
+def compiled(head: torch.nn.Module, mode: str | None) -> torch.nn.Module:
+    """`head` itself (mode None) or torch.compile(head, mode=mode): the same parameters, so the
+    optimiser and the parameter count see no difference."""
+    return head if mode is None else torch.compile(head, mode=mode)
 
 
 def backbone_info(backbone) -> dict:
@@ -352,8 +368,9 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -
     source = FeatureSource(probe, block, gen)
     tb = SummaryWriter(log_dir=str(out / "tb"))
     t_train = time.perf_counter()
-    status, error, last_loss = _train(probe, head, source, device, tb)
-    results = _evaluate(probe, head, source, device) if status == STATUS_OK else {}
+    model = compiled(head, probe.compile_head)
+    status, error, last_loss = _train(probe, model, source, device, tb)
+    results = _evaluate(probe, model, source, device) if status == STATUS_OK else {}
     _sync(device)
     readout_s = time.perf_counter() - t_train
     if status == STATUS_OK and task.metric not in results:

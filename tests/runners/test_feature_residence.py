@@ -32,3 +32,23 @@ def test_residence_does_not_change_the_result(tmp_path, synthetic_cache, residen
 def test_unknown_residence_is_named(tmp_path, synthetic_cache, capsys):
     assert cli.main(["probe", *smoke_args(tmp_path / "r", "--gin.Probe.feature_residence='gpu'")]) != 0
     assert "feature_residence" in capsys.readouterr().err
+
+
+def test_compiled_head_trains_to_the_eager_result(tmp_path, synthetic_cache):
+    cache = tmp_path / "cache"
+    metrics = {}
+    for mode in ("None", "'default'"):
+        out = tmp_path / mode.strip("'")
+        assert cli.main(["probe", *smoke_args(out, "--gin.Probe.use_cache=True", "--gin.STEPS=5",
+                                              f"--gin.Probe.cache_dir='{cache}'",
+                                              f"--gin.Probe.compile_head={mode}")]) == 0
+        metrics[mode] = json.loads((out / "metrics.json").read_text())
+    eager, comp = metrics["None"], metrics["'default'"]
+    assert comp["head_params"] == eager["head_params"]
+    assert comp["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
+    assert comp["metrics"] == pytest.approx(eager["metrics"], abs=1e-6)
+
+
+def test_unknown_compile_mode_is_named(tmp_path, synthetic_cache, capsys):
+    assert cli.main(["probe", *smoke_args(tmp_path / "r", "--gin.Probe.compile_head='fast'")]) != 0
+    assert "compile_head = 'fast'" in capsys.readouterr().err
