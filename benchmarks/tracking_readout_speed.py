@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from einops import rearrange  # noqa: E402
 
 from readouts import losses  # noqa: E402
 from readouts.tracking import TrackingReadout  # noqa: E402
@@ -51,9 +52,9 @@ def _inputs(kind: str, device, g: torch.Generator) -> tuple:
         target = torch.rand(BATCH, n, FRAMES, 2, generator=g).to(device)
         occluded = (torch.rand(BATCH, n, FRAMES, generator=g) < 0.15).to(device)
         return feats, queries, target, occluded
+    # Two random corners per box, sorted per coordinate: corner 0 = (x0, y0) <= corner 1 = (x1, y1).
     corners = torch.rand(BATCH, n, FRAMES, 2, 2, generator=g).sort(dim=-2).values
-    target = corners.flatten(-2).to(device)  # (b, n, T, [x0, x1, y0, y1]) sorted per axis
-    target = target[..., [0, 2, 1, 3]]
+    target = rearrange(corners, "b n t corner xy -> b n t (corner xy)").to(device)  # [x0, y0, x1, y1]
     valid = (torch.rand(BATCH, n, FRAMES, generator=g) < 0.9).to(device)
     return feats, target[:, :, 0], target, valid
 

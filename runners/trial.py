@@ -385,6 +385,7 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -
         "block": block, "block_spec": probe.block, "depth": block / max(info["num_blocks"], 1),
         "timestep": int(probe.timestep), "steps": probe.steps, "final_loss": last_loss,
         "feature_source": source.kind, "backbone_batches": source.backbone_batches,
+        "compile_head": probe.compile_head,
         "head_params": sum(p.numel() for p in head.parameters()),
         "seed": run.seed, "wall_s": round(time.time() - t0, 3),
         "extract_s": round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),

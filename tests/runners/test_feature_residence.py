@@ -34,7 +34,15 @@ def test_unknown_residence_is_named(tmp_path, synthetic_cache, capsys):
     assert "feature_residence" in capsys.readouterr().err
 
 
-def test_compiled_head_trains_to_the_eager_result(tmp_path, synthetic_cache):
+def test_compiled_head_trains_to_the_eager_result(tmp_path, synthetic_cache, monkeypatch):
+    import torch
+    modes, compile_ = [], torch.compile
+
+    def spy(model, **kwargs):
+        modes.append(kwargs.get("mode"))
+        return compile_(model, **kwargs)
+
+    monkeypatch.setattr(torch, "compile", spy)
     cache = tmp_path / "cache"
     metrics = {}
     for mode in ("None", "'default'"):
@@ -44,6 +52,8 @@ def test_compiled_head_trains_to_the_eager_result(tmp_path, synthetic_cache):
                                               f"--gin.Probe.compile_head={mode}")]) == 0
         metrics[mode] = json.loads((out / "metrics.json").read_text())
     eager, comp = metrics["None"], metrics["'default'"]
+    assert modes == ["default"]                        # only the second run compiled, the head only
+    assert eager["compile_head"] is None and comp["compile_head"] == "default"
     assert comp["head_params"] == eager["head_params"]
     assert comp["final_loss"] == pytest.approx(eager["final_loss"], rel=1e-4)
     assert comp["metrics"] == pytest.approx(eager["metrics"], abs=1e-6)
