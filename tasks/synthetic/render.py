@@ -258,9 +258,10 @@ def _silhouette_ranges(batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor, t
     (1, 0, -u) . X = 0 tangent to it, |n . c| = |M^T n|: a quadratic in u with S = M M^T.
     """
     rot_c = batch.cam_to_world[:, :, None, :3, :3]                          # (b, T, 1, 3, 3)
-    rel = batch.positions.transpose(1, 2) - batch.cam_to_world[:, :, None, :3, 3]
+    rel = einops.rearrange(batch.positions, "b N T c -> b T N c") - batch.cam_to_world[:, :, None, :3, 3]
     c = _to_object(rot_c, rel)                                              # (b, T, N, 3)
-    m = rot_c.transpose(-1, -2) @ (batch.rotations.transpose(1, 2) * batch.extents[:, None, :, None, :])
+    rotations = einops.rearrange(batch.rotations, "b N T i j -> b T N i j")
+    m = rot_c.transpose(-1, -2) @ (rotations * batch.extents[:, None, :, None, :])  # matrix products
     z = c[..., 2]
     # Ellipsoid: support along the optical axis sqrt(S_22); tangent-plane quadratic per axis.
     s = m @ m.transpose(-1, -2)
@@ -296,7 +297,7 @@ def _pixel_ranges(batch: SceneBatch, image_size: int) -> tuple[torch.Tensor, tor
     exact silhouette range (`_silhouette_ranges`), which halves the pairs tested.
     """
     rot = batch.cam_to_world[:, :, None, :3, :3]                       # (b, T, 1, 3, 3)
-    rel = batch.positions.transpose(1, 2) - batch.cam_to_world[:, :, None, :3, 3]
+    rel = einops.rearrange(batch.positions, "b N T c -> b T N c") - batch.cam_to_world[:, :, None, :3, 3]
     cam = _to_object(rot, rel)                                          # (b, T, N, 3)
     radius = batch.extents.norm(dim=-1)[:, None, :] * 1.001 + 1e-4     # (b, 1, N)
     k = batch.intrinsics[:, None, None]
