@@ -208,7 +208,7 @@ class VideoDiT:
         raise NotImplementedError
 
     def encode(self, x: Tensor) -> Tensor:
-        """(b, 3, T, H, W) in [-1, 1] model dtype -> z0 (b, z, t, h, w) float32, normalised."""
+        """(b, 3, T, H, W) in [-1, 1] (VAE dtype) -> z0 (b, z, t, h, w) float32, normalised."""
         raise NotImplementedError
 
     def add_noise(self, z0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
@@ -235,7 +235,7 @@ class VideoDiT:
     def latents(self, video: Tensor) -> Tensor:
         """uint8 (b, T, H, W, 3) -> z0 (b, z, t, h, w) float32 (VAE + latent normalisation)."""
         self.check_clip(video)
-        x = video_to_unit_range(video).to(self.device, self.dtype)   # (b, 3, T, H, W) in [-1, 1]
+        x = video_to_unit_range(video).to(self.device, self.vae.dtype)   # (b, 3, T, H, W) in [-1, 1]
         return self.encode(x)
 
     @torch.no_grad()
@@ -262,15 +262,54 @@ class VideoDiT:
         return self.features_from_latents(self.latents(video), t, blocks, seeds)
 
 
-def flow_noise_level(sigmas_ascending: Tensor, t) -> NoiseLevel:
-    """Flow matching at native index t (0 = least noise): native = sigma, SNR ((1 - s) / s)^2."""
-    from backbones.base import log_snr_from_sigma, walt_equivalent_t
-    t = int(t)
-    if not 0 <= t < len(sigmas_ascending):
-        raise ValueError(f"timestep {t} outside [0, {len(sigmas_ascending) - 1}]")
-    sigma = float(sigmas_ascending[t])
-    log_snr = log_snr_from_sigma(sigma)
-    return NoiseLevel(native=sigma, log_snr=log_snr, walt_t=walt_equivalent_t(log_snr))
+class FlowMatchTable:
+    """The training table of a flow-matching scheduler, read with DDPM's direction.
+
+    diffusers' FlowMatchEulerDiscreteScheduler holds, before any set_timesteps call, the N
+    training timesteps in DESCENDING order (index 0 = sigma 1 = pure noise), already shifted
+    (sigma = shift s / (1 + (shift - 1) s); unshifted where the model shifts per resolution at
+    sampling, `use_dynamic_shifting`). The native index t used here counts from the clean end, as
+    DDPM and WALT do: t = 0 is the least noise (sigma = shift(1 / N)), t = N - 1 is sigma = 1. The
+    transformer is fed the table's timestep value 1000 sigma, exactly what the pipeline feeds it.
+
+    scheduler: FlowMatchEulerDiscreteScheduler, or UniPCMultistepScheduler with use_flow_sigmas
+    (what the published Wan 2.1 folders ship: the same shifted sigmas, built here as the
+    FlowMatchEulerDiscreteScheduler of its flow_shift, whose scale_noise then noises).
+    """
+
+    def __init__(self, scheduler):
+        from diffusers import FlowMatchEulerDiscreteScheduler
+        cfg = scheduler.config
+        if type(scheduler).__name__ == "UniPCMultistepScheduler" and cfg.get("use_flow_sigmas"):
+            scheduler = FlowMatchEulerDiscreteScheduler(
+                num_train_timesteps=cfg.num_train_timesteps, shift=cfg.flow_shift)
+        elif not isinstance(scheduler, FlowMatchEulerDiscreteScheduler):
+            raise ValueError(f"{type(scheduler).__name__} is not a flow-matching scheduler; "
+                             f"expected FlowMatchEulerDiscreteScheduler or UniPC with "
+                             f"use_flow_sigmas=True")
+        self.scheduler = scheduler
+        self.num_train_timesteps = len(scheduler.timesteps)
+        # ascending in noise: index t = N - 1 - (the scheduler's own descending index)
+        self.timesteps = scheduler.timesteps.flip(0).clone()
+        self.sigmas = scheduler.sigmas[: self.num_train_timesteps].flip(0).clone()
+
+    def add_noise(self, z0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
+        """(1 - sigma_t) z0 + sigma_t eps via the scheduler's own scale_noise."""
+        return self.scheduler.scale_noise(z0, self.timesteps[t].to(z0.device), eps)
+
+    def model_timestep(self, t: Tensor) -> Tensor:
+        """(b,) native index -> (b,) float timestep the transformer is fed (1000 sigma)."""
+        return self.timesteps[t.cpu()]
+
+    def noise_level(self, t) -> NoiseLevel:
+        """native = sigma; SNR = ((1 - sigma) / sigma)^2."""
+        from backbones.base import log_snr_from_sigma, walt_equivalent_t
+        t = int(t)
+        if not 0 <= t < self.num_train_timesteps:
+            raise ValueError(f"timestep {t} outside [0, {self.num_train_timesteps - 1}]")
+        sigma = float(self.sigmas[t])
+        log_snr = log_snr_from_sigma(sigma)
+        return NoiseLevel(native=sigma, log_snr=log_snr, walt_t=walt_equivalent_t(log_snr))
 
 
 def ddpm_noise_level(alphas_cumprod: Tensor, t) -> NoiseLevel:
@@ -283,6 +322,6 @@ def ddpm_noise_level(alphas_cumprod: Tensor, t) -> NoiseLevel:
     return NoiseLevel(native=float(t), log_snr=log_snr, walt_t=walt_equivalent_t(log_snr))
 
 
-__all__ = ["VideoDiT", "run_blocks", "require_pipeline_dir", "check_frames_and_size",
-           "nearest_valid", "load_scheduler", "pipeline_digest", "timesteps_for_batch", "flow_noise_level", "ddpm_noise_level",
-           "size_name", "tensor_digest"]
+__all__ = ["VideoDiT", "FlowMatchTable", "run_blocks", "require_pipeline_dir",
+           "check_frames_and_size", "nearest_valid", "load_scheduler", "pipeline_digest",
+           "timesteps_for_batch", "ddpm_noise_level", "size_name", "tensor_digest"]
