@@ -72,6 +72,32 @@ def make_wan(root: Path, layers: int = 3, scheduler: str = "unipc") -> Path:
     return root
 
 
+def make_ltx(root: Path, layers: int = 3) -> Path:
+    """LTX-Video T2V pipeline: 3 blocks of width 32, patch 1, tiny AutoencoderKLLTXVideo (16x
+    spatial, 4x temporal, z = 8, non-trivial latents_mean / latents_std), T5 text."""
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
+    torch.manual_seed(0)
+    transformer = LTXVideoTransformer3DModel(
+        in_channels=8, out_channels=8, patch_size=1, patch_size_t=1, num_attention_heads=2,
+        attention_head_dim=16, cross_attention_dim=32, num_layers=layers, caption_channels=16)
+    vae = AutoencoderKLLTXVideo(
+        latent_channels=8, block_out_channels=(8, 8, 8, 8), decoder_block_out_channels=(8, 8, 8, 8),
+        layers_per_block=(1, 1, 1, 1, 1), decoder_layers_per_block=(1, 1, 1, 1, 1),
+        spatio_temporal_scaling=(True, True, False, False),
+        decoder_spatio_temporal_scaling=(True, True, False, False), patch_size=4)
+    with torch.no_grad():
+        vae.latents_mean.copy_(torch.linspace(-0.3, 0.3, 8))
+        vae.latents_std.copy_(torch.linspace(0.5, 2.0, 8))
+    # the published LTX-Video scheduler: shift per resolution at sampling only
+    sched = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95,
+                                            max_shift=2.05, base_image_seq_len=1024,
+                                            max_image_seq_len=4096, shift_terminal=0.1)
+    LTXPipeline(transformer=transformer, vae=vae, scheduler=sched,
+                **text_parts("t5")).save_pretrained(root)
+    return root
+
+
 def uint8_clip(b: int, frames: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
     """A random uint8 clip (b, T, H, W, 3)."""
     gen = torch.Generator().manual_seed(seed)
