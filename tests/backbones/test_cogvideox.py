@@ -121,3 +121,18 @@ def test_named_errors(backbone, pipeline_dir, tmp_path):
 
 def test_fingerprint_is_stable_across_loads(backbone, pipeline_dir):
     assert build_cogvideox(pipeline_dir, device="cpu").fingerprint == backbone.fingerprint
+
+
+def test_cogvideox_1p5_layout_two_latent_frames_per_token(tmp_path):
+    """patch_size_t = 2: 13 frames -> 4 latent frames -> 2 token frames; the rope is the
+    pipeline's 'slice' grid; 9 frames (3 latent frames) cannot be patched in time."""
+    root = make_cogvideox(tmp_path / "cog15", rope=True, patch_size_t=2)
+    backbone = build_cogvideox(root, device="cpu")
+    video, seeds = uint8_clip(1, 13, 32, 32), torch.tensor([5])
+    feats = backbone.features(video, 300, [1, 3], seeds=seeds)
+    _, ref = reference_features(root, video, 300, seeds, [1, 3])
+    for k in (1, 3):
+        assert feats[k].shape == (1, 2, 2, 2, 32)
+        torch.testing.assert_close(feats[k].flatten(1, 3), ref[k], rtol=1e-4, atol=1e-5)
+    with pytest.raises(ClipShapeError, match=r"8k \+ 5 frames"):
+        backbone.features(uint8_clip(1, 9, 32, 32), 10, [1])

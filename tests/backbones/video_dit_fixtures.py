@@ -24,9 +24,11 @@ def text_parts(encoder: str = "t5", d_model: int = 16) -> dict:
     return {"tokenizer": T5Tokenizer(vocab=VOCAB, extra_ids=0), "text_encoder": model.eval()}
 
 
-def make_cogvideox(root: Path, rope: bool = True, layers: int = 3) -> Path:
+def make_cogvideox(root: Path, rope: bool = True, layers: int = 3,
+                   patch_size_t: int | None = None) -> Path:
     """CogVideoX T2V pipeline: 3 blocks of width 32, 8x spatial / 4x temporal VAE, 8 text tokens.
-    rope=True is the 5B layout (3-D rotary), False the 2B one (sinusoidal positions)."""
+    rope=True is the 5B layout (3-D rotary), False the 2B one (sinusoidal positions);
+    patch_size_t=2 (with rope) the 1.5 layout (2 latent frames per token)."""
     from diffusers import (AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline,
                            CogVideoXTransformer3DModel)
     torch.manual_seed(0)
@@ -34,7 +36,8 @@ def make_cogvideox(root: Path, rope: bool = True, layers: int = 3) -> Path:
         num_attention_heads=2, attention_head_dim=16, in_channels=4, out_channels=4,
         time_embed_dim=8, text_embed_dim=16, num_layers=layers, sample_width=4, sample_height=4,
         sample_frames=9, patch_size=2, temporal_compression_ratio=4, max_text_seq_length=8,
-        use_rotary_positional_embeddings=rope)
+        use_rotary_positional_embeddings=rope, patch_size_t=patch_size_t,
+        patch_bias=patch_size_t is None)
     vae = AutoencoderKLCogVideoX(
         in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
         up_block_types=("CogVideoXUpBlock3D",) * 4, block_out_channels=(8, 8, 8, 8),
