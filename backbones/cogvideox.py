@@ -3,8 +3,8 @@
   video uint8 (b, T, H, W, 3), T = 4k + 1 (CogVideoX 1.5: latent frames a multiple of patch_size_t)
     -> (b, 3, T, H, W) in [-1, 1] -> AutoencoderKLCogVideoX posterior mean x scaling_factor
     -> z0 (b, z=16, t=(T-1)/4+1, h=H/8, w=W/8)
-    -> z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps   CogVideoXDDIMScheduler.add_noise (v-prediction,
-       zero terminal SNR with the model's snr_shift_scale: the same objective family as WALT)
+    -> z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps   CogVideoXDDIMScheduler.add_noise
+       (v-prediction, zero terminal SNR, the model's snr_shift_scale: WALT's objective family)
     -> transformer on (b, t, z, h, w) with the null text (T5 on "", 226 tokens, as the pipeline
        encodes it: no attention mask) and the pipeline's 3-D rotary embeddings (5B / 1.5)
     -> block 0 = patch embedding (+ sinusoidal positions in 2B) of the video tokens; block k = the

@@ -134,6 +134,6 @@ def build_ltx_video(path: str | Path, device: str = "auto", dtype: str = "auto",
                     {"prompt_embeds": embeds, "prompt_attention_mask": mask}, dev, dt,
                     family="ltx_video", name=name, size=size, frame_rate=frame_rate,
                     preprocessing={"input": "[-1, 1]", "frame_rate": frame_rate,
-                                   "latents": "(mean - latents_mean) x scaling_factor / latents_std",
+                                   "latents": "(mean - latents_mean) x scale / latents_std",
                                    "text": f"T5 on '' (pipeline encode_prompt, {text_len} tokens)"},
                     weights=pipeline_digest(root))

@@ -2,7 +2,7 @@
 folder, the probing pass, and the early stop.
 
   video uint8 (b, T, H, W, 3)
-    -> check_clip                     frames / resolution the VAE and patchify can take (named error)
+    -> check_clip                     frames / resolution the VAE and patchify take (named error)
     -> (b, 3, T, H, W) in [-1, 1]     video_to_unit_range
     -> encode                         the model's VAE (posterior mean) + its latent normalisation
                                       -> z0 (b, z, t, h, w) float32
@@ -41,7 +41,8 @@ class _StopForward(Exception):
     """Raised by a block hook once the deepest requested block has run (caught in run_blocks)."""
 
 
-def require_pipeline_dir(path: str | Path, what: str, parts: Sequence[str] = PIPELINE_PARTS) -> Path:
+def require_pipeline_dir(path: str | Path, what: str,
+                         parts: Sequence[str] = PIPELINE_PARTS) -> Path:
     """The pipeline root `path` holding every subfolder in `parts` (named error otherwise)."""
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -87,9 +88,9 @@ def check_frames_and_size(video: Tensor, what: str, frame_step: int, frame_offse
                              f"{tuple(video.shape)} {video.dtype}")
     _, frames, height, width, _ = video.shape
     if frames < frame_offset or (frames - frame_offset) % frame_step:
-        raise ClipShapeError(
-            f"{what}: {frames} frames cannot be encoded; the VAE takes {frame_step}k + "
-            f"{frame_offset} frames (nearest valid: {nearest_valid(frames, frame_step, frame_offset)})")
+        near = nearest_valid(frames, frame_step, frame_offset)
+        raise ClipShapeError(f"{what}: {frames} frames cannot be encoded; the model takes "
+                             f"{frame_step}k + {frame_offset} frames (nearest valid: {near})")
     for name, size in (("height", height), ("width", width)):
         if size % pixel_multiple:
             near = max(pixel_multiple, round(size / pixel_multiple) * pixel_multiple)
@@ -235,7 +236,7 @@ class VideoDiT:
     def latents(self, video: Tensor) -> Tensor:
         """uint8 (b, T, H, W, 3) -> z0 (b, z, t, h, w) float32 (VAE + latent normalisation)."""
         self.check_clip(video)
-        x = video_to_unit_range(video).to(self.device, self.vae.dtype)   # (b, 3, T, H, W) in [-1, 1]
+        x = video_to_unit_range(video).to(self.device, self.vae.dtype)   # (b, 3, T, H, W), [-1, 1]
         return self.encode(x)
 
     @torch.no_grad()

@@ -74,7 +74,8 @@ class Wan(VideoDiT):
         timestep = self.flow.model_timestep(t).to(zt.device)           # (b,) 1000 sigma
         if self.expand_timesteps:
             pt, ph, pw = self.transformer.config.patch_size
-            timestep = repeat(timestep, "b -> b n", n=(frames // pt) * (height // ph) * (width // pw))
+            tokens = (frames // pt) * (height // ph) * (width // pw)
+            timestep = repeat(timestep, "b -> b n", n=tokens)
         text = self.text["prompt_embeds"].expand(b, -1, -1)
         return lambda: self.transformer(hidden_states=zt, timestep=timestep,
                                         encoder_hidden_states=text, return_dict=False)
@@ -106,7 +107,8 @@ def build_wan(path: str | Path, device: str = "auto", dtype: str = "auto",
                                   config_name="scheduler_config.json")
     dev, dt = pick_device_dtype(device, dtype)
     load = dict(torch_dtype=dt, local_files_only=True)
-    transformer = WanTransformer3DModel.from_pretrained(root / transformer_subfolder, **load).to(dev)
+    transformer = WanTransformer3DModel.from_pretrained(root / transformer_subfolder, **load)
+    transformer = transformer.to(dev)
     # the Wan VAE stays in float32, as the model's own examples load it (its encoder drifts in bf16)
     vae = AutoencoderKLWan.from_pretrained(root / "vae", torch_dtype=torch.float32,
                                            local_files_only=True).to(dev)
@@ -116,7 +118,7 @@ def build_wan(path: str | Path, device: str = "auto", dtype: str = "auto",
             f"{transformer.config.in_channels} channels, the VAE gives {vae.config.z_dim}); "
             f"probing needs a text-to-video pipeline")
     index = root / "model_index.json"
-    expand = bool(json.loads(index.read_text()).get("expand_timesteps")) if index.is_file() else False
+    expand = index.is_file() and bool(json.loads(index.read_text()).get("expand_timesteps"))
 
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
     text_encoder = UMT5EncoderModel.from_pretrained(root / "text_encoder", **load).to(dev)

@@ -109,30 +109,42 @@ def keep_fp32_modules(model):
 
 
 def build(model: str, tiny: bool, device, dtype, with_vae: bool):
-    """The adapter around a random transformer of the published config (tiny: narrow, 6 deep)."""
+    """The adapter around a random transformer of the published config (tiny: narrow, 6 deep).
+
+    The VAE is the published one (the class defaults) with --vae, else a tiny stand-in that the
+    transformer timings never call."""
     from diffusers import (AutoencoderKLCogVideoX, AutoencoderKLWan, CogVideoXDDIMScheduler,
                            CogVideoXTransformer3DModel, UniPCMultistepScheduler,
                            WanTransformer3DModel)
     torch.manual_seed(0)
     (frames, height, width), text_len = (TINY if tiny else PUBLISHED)[model]
     shrink = dict(num_layers=6, num_attention_heads=2, attention_head_dim=32) if tiny else {}
-    if model == "CogVideoX-2B":
-        cfg = dict(COGVIDEOX_2B, **shrink, **(dict(time_embed_dim=32, text_embed_dim=64,
-                                                    max_text_seq_length=text_len) if tiny else {}))
-        transformer = CogVideoXTransformer3DModel(**cfg)
-        vae_cfg = dict(block_out_channels=(8, 8, 8, 8), norm_num_groups=2) if tiny or not with_vae else {}
-        vae = AutoencoderKLCogVideoX(**vae_cfg)
-        cls, sched, text_dim = CogVideoX, CogVideoXDDIMScheduler(**COGVIDEOX_2B_SCHEDULER), cfg["text_embed_dim"]
-        extra = {}
-    else:
-        cfg = dict(WAN_1P3B, **shrink, **(dict(ffn_dim=128, text_dim=64, freq_dim=32) if tiny else {}))
-        transformer = WanTransformer3DModel(**cfg)
-        vae = AutoencoderKLWan(**(dict(base_dim=8) if tiny or not with_vae else {}))
-        cls, sched, text_dim = Wan, UniPCMultistepScheduler(**WAN_SCHEDULER), cfg["text_dim"]
-        extra = {"expand_timesteps": False}
+    small_vae = tiny or not with_vae
+    # parameters are created on the target device: a random init of 1.7B parameters on the
+    # host would take longer than the whole benchmark
+    with torch.device(device):
+        if model == "CogVideoX-2B":
+            cfg = dict(COGVIDEOX_2B, **shrink)
+            if tiny:
+                cfg.update(time_embed_dim=32, text_embed_dim=64, max_text_seq_length=text_len)
+            transformer = CogVideoXTransformer3DModel(**cfg)
+            vae = AutoencoderKLCogVideoX(**(dict(block_out_channels=(8,) * 4, norm_num_groups=2)
+                                            if small_vae else {}))
+            vae_dtype, text_dim = dtype, cfg["text_embed_dim"]
+            cls, sched, extra = CogVideoX, CogVideoXDDIMScheduler(**COGVIDEOX_2B_SCHEDULER), {}
+        else:
+            cfg = dict(WAN_1P3B, **shrink)
+            if tiny:
+                cfg.update(ffn_dim=128, text_dim=64, freq_dim=32)
+            transformer = WanTransformer3DModel(**cfg)
+            vae = AutoencoderKLWan(**(dict(base_dim=8) if small_vae else {}))
+            # float32, as build_wan loads it
+            vae_dtype, text_dim = torch.float32, cfg["text_dim"]
+            cls, sched = Wan, UniPCMultistepScheduler(**WAN_SCHEDULER)
+            extra = {"expand_timesteps": False}
     transformer = keep_fp32_modules(transformer.to(device, dtype))
-    vae = keep_fp32_modules(vae.to(device, dtype))
-    # a random stand-in for the null text: same shape as T5 / UMT5 on "" (speed does not depend
+    vae = keep_fp32_modules(vae.to(device, vae_dtype))
+    # a random stand-in for the null text: the shape of T5 / UMT5 on "" (speed does not depend
     # on its values)
     text = {"prompt_embeds": torch.randn(1, text_len, text_dim, device=device, dtype=dtype)}
     backbone = cls(transformer, vae, sched, text, device, dtype, family=model.lower(),
@@ -183,14 +195,20 @@ def bench(model: str, args, device, dtype, peak: float) -> list[dict]:
         for i, (_, _, _, fn) in enumerate(paths):
             times[i].append(timed_ms(fn, 1, 0, cuda))
     for row, ts in zip(rows, times):
-        row.update(ms=statistics.median(ts), ratio=statistics.median(ts) / statistics.median(times[0]))
+        ms = statistics.median(ts)
+        row.update(ms=ms, ratio=ms / statistics.median(times[0]))
     if args.vae:
         video = torch.randint(0, 256, (b, frames, height, width, 3), dtype=torch.uint8)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        ms = timed_ms(lambda: backbone.latents(video), max(2, args.iters // 3), 1, cuda)
-        rows.append(dict(model=model, path=f"VAE encode ({type(backbone.vae).__name__})",
-                         blocks=0, ms=ms, flops=None, ratio=None, target="",
+        label = f"VAE encode ({type(backbone.vae).__name__})"
+        try:
+            ms = timed_ms(lambda: backbone.latents(video), max(2, args.iters // 3), 1, cuda)
+        except torch.OutOfMemoryError:   # keep the transformer rows; say what failed
+            ms, label = float("nan"), label + ": out of memory"
+            torch.cuda.empty_cache()
+        rows.append(dict(model=model, path=label, blocks=0, ms=ms, flops=None, ratio=None,
+                         target="",
                          mem_gib=torch.cuda.max_memory_allocated() / 2**30 if cuda else None))
     for row in rows:
         row.update(batch=b, clip=f"{frames} x {height} x {width}", clips_s=b / row["ms"] * 1e3,
@@ -203,24 +221,28 @@ def bench(model: str, args, device, dtype, peak: float) -> list[dict]:
 
 
 def table(rows: list[dict], peak: float, device, dtype, args) -> str:
-    dev_name = torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu"
-    lines = [f"# Video DiT adapters vs the library models ({'tiny, CPU check' if args.tiny else 'published shapes'})",
+    dev_name = (torch.cuda.get_device_name() if device.type == "cuda"
+                else platform.processor() or "cpu")
+    shapes = "tiny, CPU check" if args.tiny else "published shapes"
+    lines = [f"# Video DiT adapters vs the library models ({shapes})",
              "",
              f"{dev_name}, torch {torch.__version__}, {dtype}, batch {args.batch}, median of "
              f"{args.iters} runs after {args.warmup} warm-up, "
              f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Matmul peak measured: "
              f"{peak:.3g} TFLOP/s. Random weights.",
              "",
-             "| model | clip | path | ms/batch | clips/s | GFLOP/batch | MFU | / direct | target | peak mem GiB |",
+             "| model | clip | path | ms/batch | clips/s | GFLOP/batch | MFU | / direct | target "
+             "| peak mem GiB |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         def fmt(v, spec):
             return "" if v is None else format(v, spec)
         lines.append(f"| {r['model']} | {r['clip']} | {r['path']} | {r['ms']:.1f} | "
                      f"{r['clips_s']:.2f} | {fmt(r['flops'] and r['flops'] / 1e9, ',.4g')} | "
-                     f"{fmt(r['mfu'] and 100 * r['mfu'], '.1f')}{'' if r['mfu'] is None else ' %'} | "
+                     f"{'' if r['mfu'] is None else format(100 * r['mfu'], '.1f') + ' %'} | "
                      f"{fmt(r['ratio'], '.3f')} | {r['target']} | {fmt(r['mem_gib'], '.1f')} |")
-    lines += ["", "    PYTHONPATH=$PWD python benchmarks/backbone_adapters.py " + " ".join(args.argv)]
+    command = "PYTHONPATH=$PWD python benchmarks/backbone_adapters.py " + " ".join(args.argv)
+    lines += ["", "    " + command]
     return "\n".join(lines) + "\n"
 
 

@@ -42,8 +42,9 @@ def reference_features(root, video, t, seeds, blocks):
         z0 = pipe.vae.encode(unit_range(video)).latent_dist.mode() * pipe.vae.config.scaling_factor
         eps = eval_noise(z0.shape, seeds)
         zt = pipe.scheduler.add_noise(z0, eps, torch.full((len(video),), t))
+        length = pipe.transformer.config.max_text_seq_length
         text, _ = pipe.encode_prompt("", do_classifier_free_guidance=False,
-                                     max_sequence_length=pipe.transformer.config.max_text_seq_length)
+                                     max_sequence_length=length)
         _, _, frames, height, width = video.permute(0, 4, 1, 2, 3).shape
         rope = (pipe._prepare_rotary_positional_embeddings(height, width, zt.shape[2], "cpu")
                 if pipe.transformer.config.use_rotary_positional_embeddings else None)

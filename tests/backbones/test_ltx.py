@@ -17,7 +17,8 @@ from backbones.ltx import build_ltx_video
 from walt.noise import eval_noise
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from video_dit_fixtures import capture, make_ltx, one_thread, uint8_clip, unit_range  # noqa: E402,F401
+from video_dit_fixtures import (capture, make_ltx, one_thread, uint8_clip,  # noqa: E402,F401
+                                unit_range)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,8 @@ def reference_features(root, video, t, seeds, blocks):
         got = {}
         hooks = [capture(pipe.transformer.transformer_blocks, k, got) for k in blocks]
         pipe.transformer(
-            hidden_states=pipe._pack_latents(zt, 1, 1), encoder_hidden_states=text.expand(b, -1, -1),
+            hidden_states=pipe._pack_latents(zt, 1, 1),
+            encoder_hidden_states=text.expand(b, -1, -1),
             timestep=torch.full((b,), 1000 * sigma), encoder_attention_mask=mask.expand(b, -1),
             num_frames=nt, height=nh, width=nw,
             rope_interpolation_scale=(pipe.vae_temporal_compression_ratio / 25,

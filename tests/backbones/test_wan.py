@@ -17,7 +17,8 @@ from backbones.wan import build_wan
 from walt.noise import eval_noise
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from video_dit_fixtures import capture, make_wan, one_thread, uint8_clip, unit_range  # noqa: E402,F401
+from video_dit_fixtures import (capture, make_wan, one_thread, uint8_clip,  # noqa: E402,F401
+                                unit_range)
 
 SHIFT, N = 3.0, 1000
 
