@@ -36,6 +36,10 @@ PREPROCESSING = {"input": "[-1, 1]", "text": "T5 on '' (pipeline encode_prompt, 
 class CogVideoX(VideoDiT):
     """A CogVideoX text-to-video pipeline folder, probed at its transformer blocks."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._rope_cache: dict[tuple[int, int, int], tuple[Tensor, Tensor]] = {}
+
     def inner_dim(self) -> int:
         cfg = self.transformer.config
         return cfg.num_attention_heads * cfg.attention_head_dim
@@ -72,6 +76,13 @@ class CogVideoX(VideoDiT):
         cfg = self.transformer.config
         if not cfg.use_rotary_positional_embeddings:
             return None
+        key = (frames, height, width)
+        if key not in self._rope_cache:   # one grid per clip shape, built once like the pipeline
+            self._rope_cache[key] = self._rotary(frames, height, width)
+        return self._rope_cache[key]
+
+    def _rotary(self, frames: int, height: int, width: int):
+        cfg = self.transformer.config
         from diffusers.models.embeddings import get_3d_rotary_pos_embed
         from diffusers.pipelines.cogvideo.pipeline_cogvideox import get_resize_crop_region_for_grid
         p = cfg.patch_size
