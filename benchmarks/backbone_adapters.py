@@ -8,6 +8,8 @@ source), on the same clean latents of one published-size clip:
   adapter L   backbone.features_from_latents(z0, t, [L], seeds): noise with the model's scheduler
               and fixed per-example seeds, run the same forward stopped after block L, restore the
               grid (b, t', h', w', D) float32                       target: adapter / direct <= 1.05
+              (and once with seeds=None: fresh noise drawn on the device, to show what the
+              host-side fixed-seed noise costs)
   adapter L/3 the same at block L // 3                              target: <= 0.4 x direct
 
 Each row: median of --iters timed runs after --warmup calls (CUDA events on a GPU), clips/s,
@@ -172,11 +174,15 @@ def bench(model: str, args, device, dtype, peak: float) -> list[dict]:
         with torch.no_grad():
             return call()
 
-    def adapter(k):
-        return lambda: backbone.features_from_latents(z0, t, [k], seeds)
+    def adapter(k, fixed=True):
+        return lambda: backbone.features_from_latents(z0, t, [k], seeds if fixed else None)
 
+    # fixed-seed noise (what probing uses) is drawn on the host, one generator per example, so
+    # features do not depend on the device; the fresh-noise row shows what that costs
     paths = [("direct (library forward, all blocks)", L, "", direct),
              (f"adapter, block {L} (of {L})", L, "<= 1.05", adapter(L)),
+             (f"adapter, block {L} (of {L}), fresh noise on the device", L, "<= 1.05",
+              adapter(L, fixed=False)),
              (f"adapter, block {L // 3} (of {L})", L // 3, "<= 0.40", adapter(L // 3))]
     rows = []
     for label, k, target, fn in paths:
