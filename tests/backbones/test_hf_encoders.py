@@ -195,9 +195,8 @@ def test_backbone_contract(name, saved):
     assert (bb.family, bb.variant, bb.num_blocks) == (spec["family"], spec["variant"], LAYERS)
     assert bb.size and bb.name.endswith(bb.size)
     fp = bb.fingerprint
-    assert fp == _backbone(name, saved).fingerprint                 # stable across loads
-    assert fp != _backbone(name, saved, resolution="model").fingerprint or \
-        bb.resolution == bb.model_resolution
+    assert len(fp) == 16 and fp == _backbone(name, saved).fingerprint   # stable across loads
+    assert fp != _backbone(name, saved, resolution="model").fingerprint  # preprocessing counts
 
 
 @pytest.mark.parametrize("name", ["dinov2", "siglip"])
@@ -267,6 +266,14 @@ def test_resize_policy(saved):
     with torch.no_grad():
         ref = dino.model(pixel_values=pixels, output_hidden_states=True).hidden_states[LAYERS]
     torch.testing.assert_close(feats, ref[:, 1:].reshape(1, 3, 3, 2, 32), rtol=1e-5, atol=1e-5)
+    # SigLIP off its trained grid: the library's interpolated position embeddings
+    siglip = _backbone("siglip", saved, resolution=(48, 32))
+    feats = siglip.features(video, 0, [LAYERS])[LAYERS]
+    pixels = siglip.preprocess(video)
+    with torch.no_grad():
+        ref = siglip.model(pixel_values=pixels, output_hidden_states=True,
+                           interpolate_pos_encoding=True).hidden_states[LAYERS]
+    torch.testing.assert_close(feats, ref.reshape(1, 3, 3, 2, 32), rtol=1e-5, atol=1e-5)
 
 
 def test_siglip_loads_the_vision_half_of_a_full_checkpoint(tmp_path):
