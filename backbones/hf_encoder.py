@@ -50,8 +50,9 @@ def processor_normalisation(model_dir: Path, mean, std, resample: str) -> tuple[
             cfg = json.loads(f.read_text())
             mean = tuple(float(v) for v in cfg.get("image_mean", mean))
             std = tuple(float(v) for v in cfg.get("image_std", std))
-            # other PIL filters (lanczos, box, hamming) have no torch kernel: bicubic is closest
-            resample = _RESAMPLE.get(cfg.get("resample"), "bicubic") if "resample" in cfg else resample
+            if "resample" in cfg:
+                # other PIL filters (lanczos, box, hamming) have no torch kernel: bicubic is closest
+                resample = _RESAMPLE.get(cfg["resample"], "bicubic")
             break
     return tuple(mean), tuple(std), resample
 
@@ -86,6 +87,9 @@ class HFEncoderBackbone(torch.nn.Module):
     family: str = ""
     variant: str = ""          # 'image' | 'video'
     label: str = ""            # human name used in `name`
+    num_prefix_tokens: int = 0     # CLS + register tokens ahead of the patch tokens
+    patch_size: int = 16           # subclasses read these three from the model's config
+    tubelet_size: int = 1          # frames per token (1 for an image encoder)
 
     def __init__(self, model: torch.nn.Module, model_dir: str | Path, *, resolution="model",
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, resample: str = "bicubic",
@@ -141,10 +145,6 @@ class HFEncoderBackbone(torch.nn.Module):
 
     def check_frames(self, frames: int) -> None:
         """Video encoders: raise ClipShapeError for a frame count the model cannot take."""
-
-    num_prefix_tokens: int = 0     # CLS + register tokens ahead of the patch tokens
-    patch_size: int = 16
-    tubelet_size: int = 1
 
     # ---- the Backbone contract -------------------------------------------------------------
 

@@ -35,17 +35,18 @@ def _dinov2(registers: int):
     return cls(cfg), proc
 
 
-# name -> (make (model, processor), builder, builder kwargs, clip (T, H, W), library call kwargs
-#          (besides the pixels), embedding module path, layers path)
+# name -> make (model, processor), builder + its kwargs, clip (T, H, W), the library forward's
+# pixel argument and other kwargs, the embedding module and layer list (hook points), the
+# expected token grid (t', h', w') and the number of leading CLS / register tokens
 SPECS = {
     "dinov2": dict(
         make=lambda: _dinov2(0), build=build_dinov2, kwargs={}, clip=(3, 28, 28),
         pixels_arg="pixel_values", call={}, embed="embeddings", layers="encoder.layer",
-        family="dinov2", variant="image", grid=(3, 2, 2)),
+        family="dinov2", variant="image", grid=(3, 2, 2), prefix=1),
     "dinov2_reg": dict(
         make=lambda: _dinov2(2), build=build_dinov2, kwargs={}, clip=(2, 28, 28),
         pixels_arg="pixel_values", call={}, embed="embeddings", layers="encoder.layer",
-        family="dinov2", variant="image", grid=(2, 2, 2)),
+        family="dinov2", variant="image", grid=(2, 2, 2), prefix=3),
     "siglip": dict(
         make=lambda: (transformers.SiglipVisionModel(transformers.SiglipVisionConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=2,
@@ -53,7 +54,7 @@ SPECS = {
             transformers.SiglipImageProcessor(do_resize=False)),
         build=build_siglip, kwargs={}, clip=(2, 32, 32), pixels_arg="pixel_values",
         call={"interpolate_pos_encoding": False}, embed="embeddings", layers="encoder.layers",
-        family="siglip", variant="image", grid=(2, 2, 2)),
+        family="siglip", variant="image", grid=(2, 2, 2), prefix=0),
     "videomae": dict(
         make=lambda: (transformers.VideoMAEModel(transformers.VideoMAEConfig(
             hidden_size=32, intermediate_size=64, num_hidden_layers=LAYERS, num_attention_heads=2,
@@ -61,7 +62,7 @@ SPECS = {
             transformers.VideoMAEImageProcessor(do_resize=False, do_center_crop=False, **IMNET)),
         build=build_videomae, kwargs={}, clip=(4, 32, 32), pixels_arg="pixel_values",
         call={}, embed="embeddings", layers="encoder.layer",
-        family="videomae", variant="video", grid=(2, 2, 2)),
+        family="videomae", variant="video", grid=(2, 2, 2), prefix=0),
     "vjepa2": dict(
         make=lambda: (transformers.VJEPA2Model(transformers.VJEPA2Config(
             hidden_size=48, num_hidden_layers=LAYERS, num_attention_heads=2, crop_size=32,
@@ -70,7 +71,7 @@ SPECS = {
             transformers.VJEPA2VideoProcessor(do_resize=False, do_center_crop=False)),
         build=build_vjepa2, kwargs={}, clip=(6, 32, 32), pixels_arg="pixel_values_videos",
         call={"skip_predictor": True}, embed="encoder.embeddings", layers="encoder.layer",
-        family="vjepa2", variant="video", grid=(3, 2, 2)),
+        family="vjepa2", variant="video", grid=(3, 2, 2), prefix=0),
 }
 
 
@@ -140,7 +141,7 @@ def test_blocks_equal_library_forward(name, saved):
         # the library's tokens, extra tokens dropped, in the grid order the adapter claims
         # (b*T, h*w, D) for an image encoder and (b, t*h*w, D) for a video encoder both read
         # as (b, t, h, w, D) in row-major order
-        ref = hooked[i][:, bb.num_prefix_tokens:].reshape(b, t, h, w, -1)
+        ref = hooked[i][:, spec["prefix"]:].reshape(b, t, h, w, -1)
         torch.testing.assert_close(feats[i], ref, rtol=1e-5, atol=1e-5)
 
 
@@ -257,7 +258,8 @@ def test_resize_policy(saved):
     """resolution='model' resizes any clip to the trained size; DINOv2 at another multiple of 14
     uses the library's interpolated positions and still equals its forward."""
     bb = _backbone("siglip", saved, resolution="model")
-    assert bb.features(torch.zeros(1, 2, 50, 70, 3, dtype=torch.uint8), 0, 1)[1].shape[2:4] == (2, 2)
+    odd = torch.zeros(1, 2, 50, 70, 3, dtype=torch.uint8)
+    assert bb.features(odd, 0, 1)[1].shape[2:4] == (2, 2)
     dino = _backbone("dinov2", saved, resolution=(42, 28))
     video = _clip(SPECS["dinov2"], b=1)
     feats = dino.features(video, 0, [LAYERS])[LAYERS]
