@@ -260,6 +260,18 @@ class LatentDiffusionBackbone(nn.Module):
                 "size": self.size, "num_blocks": self.num_blocks, "fingerprint": self.fingerprint}
 
 
+def require_pipeline_root(path, subfolder: str, expected: str, what: str) -> Path:
+    """The pipeline folder `path` whose `subfolder` holds a model of class `expected`; a path
+    that is itself that subfolder gets an error naming its parent as the folder to give."""
+    root = Path(path).expanduser()
+    if (root / "config.json").is_file() and not (root / subfolder).is_dir():
+        raise ModelDirError(f"{what}: '{root}' looks like the {subfolder}/ folder itself; point at "
+                            f"the pipeline root that holds {subfolder}/, vae/, scheduler/, "
+                            f"text_encoder/ and tokenizer/ (here probably '{root.parent}')")
+    require_model_dir(root / subfolder, expected, f"{what} {subfolder}")
+    return root
+
+
 def load_vae(root: Path, what: str):
     """The pipeline's `vae/` (AutoencoderKL, the SD VAE for both pairs)."""
     import diffusers
@@ -269,4 +281,4 @@ def load_vae(root: Path, what: str):
 
 
 __all__ = ["LatentDiffusionBackbone", "capture_blocks", "load_scheduler", "load_text_encoder",
-           "load_vae", "noise_level", "size_name", "VP_SCHEDULERS"]
+           "load_vae", "require_pipeline_root", "noise_level", "size_name", "VP_SCHEDULERS"]

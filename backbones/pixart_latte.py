@@ -33,9 +33,9 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from backbones.hf_common import ClipShapeError, null_text, pick_device_dtype, require_model_dir
+from backbones.hf_common import ClipShapeError, null_text, pick_device_dtype
 from backbones.latent_diffusion import (LatentDiffusionBackbone, load_scheduler, load_text_encoder,
-                                        load_vae, size_name)
+                                        load_vae, require_pipeline_root, size_name)
 
 T5_MAX_LENGTH = 120   # PixArtAlphaPipeline.max_sequence_length and LattePipeline's max_length
 
@@ -140,8 +140,7 @@ class LatteBackbone(PixArtBackbone):
 def _build(cls, class_name: str, what: str, path, device, dtype, vae_batch):
     import diffusers
 
-    root = Path(path).expanduser()
-    require_model_dir(root / "transformer", class_name, f"{what} transformer")
+    root = require_pipeline_root(path, "transformer", class_name, what)
     dev, dt = pick_device_dtype(device, dtype)
     transformer = getattr(diffusers, class_name).from_pretrained(root, subfolder="transformer",
                                                                   local_files_only=True)

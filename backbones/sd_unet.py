@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from backbones.hf_common import ClipShapeError, ModelDirError, pick_device_dtype, require_model_dir
 from backbones.latent_diffusion import (LatentDiffusionBackbone, load_scheduler, load_text_encoder,
-                                        load_vae, size_name)
+                                        load_vae, require_pipeline_root, size_name)
 
 DIFT_UP_FT_INDEX = 1   # DIFT's default up-block for SD (semantic correspondence)
 
@@ -139,8 +139,7 @@ class SDUNetBackbone(LatentDiffusionBackbone):
 def _load_sd(path, device, dtype):
     import diffusers
 
-    root = Path(path).expanduser()
-    require_model_dir(root / "unet", "UNet2DConditionModel", "Stable Diffusion UNet")
+    root = require_pipeline_root(path, "unet", "UNet2DConditionModel", "Stable Diffusion")
     dev, dt = pick_device_dtype(device, dtype)
     unet = diffusers.UNet2DConditionModel.from_pretrained(root, subfolder="unet",
                                                           local_files_only=True)
