@@ -55,8 +55,10 @@ def reference_inputs(root: Path, video, seeds, t, scheduler_cls):
 
 def hooked(module):
     seen = {}
-    handle = module.register_forward_hook(lambda m, a, out: seen.setdefault("out", out))
-    return seen, handle
+
+    def hook(module, args, out):   # returns None: the forward continues unchanged
+        seen["out"] = out
+    return seen, module.register_forward_hook(hook)
 
 
 @torch.no_grad()
