@@ -154,6 +154,17 @@ class LatentDiffusionBackbone(nn.Module):
                                    latent="vae posterior mean, (z - shift) * scaling_factor",
                                    scheduler=type(scheduler).__name__, scheduler_saved=scheduler_saved)
         self._fingerprint: str | None = None
+        self.first_frames: int | None = None
+
+    def use_first_frames(self, n: int | None) -> "LatentDiffusionBackbone":
+        """Longer clips are cut to their first `n` frames before encoding (None: keep all), so
+        both arms of a pair see the same frames (e.g. Latte's 16 of a 17-frame task clip)."""
+        if n is not None and int(n) < 1:
+            raise ValueError(f"first_frames must be a positive frame count or None, got {n}")
+        self.first_frames = None if n is None else int(n)
+        self._preprocessing["first_frames"] = self.first_frames
+        self._fingerprint = None
+        return self
 
     # ----------------------------------------------------------------- subclass interface
     def blocks_of(self) -> dict[int, nn.Module]:
@@ -216,8 +227,11 @@ class LatentDiffusionBackbone(nn.Module):
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        """uint8 (b, T, H, W, 3) -> z0 (b, z, t, h, w) float32, t = T (video arm: T = 1 tiled to
-        `num_frames` first). The SD VAE is an image VAE: every frame is encoded on its own."""
+        """uint8 (b, T, H, W, 3) -> z0 (b, z, t, h, w) float32, t = T (cut to `first_frames` if
+        set; video arm: T = 1 tiled to `num_frames`). The SD VAE is an image VAE: every frame is
+        encoded on its own."""
+        if self.first_frames is not None:
+            video = video[:, :self.first_frames]
         self.check_clip(video)
         x = video_to_unit_range(video.to(self.device))               # (b, 3, T, H, W)
         if self.variant == "video" and x.shape[2] == 1:

@@ -123,7 +123,8 @@ class LatteBackbone(PixArtBackbone):
         if frames != self.num_frames:
             raise ClipShapeError(f"Latte takes clips of exactly {self.num_frames} frames (its "
                                  f"temporal position embedding, video_length); got {frames}: "
-                                 f"resample the clip to {self.num_frames} frames")
+                                 f"resample the clip to {self.num_frames} frames, or build with "
+                                 f"first_frames={self.num_frames} to keep its first ones")
 
     def _run(self, z_t: Tensor, t: Tensor) -> None:
         b = z_t.shape[0]
@@ -137,7 +138,7 @@ class LatteBackbone(PixArtBackbone):
         return rearrange(h, "(b h w) t d -> b t h w d", b=b, t=frames, h=hw[0] // p, w=hw[1] // p)
 
 
-def _build(cls, class_name: str, what: str, path, device, dtype, vae_batch):
+def _build(cls, class_name: str, what: str, path, device, dtype, vae_batch, first_frames):
     import diffusers
 
     root = require_pipeline_root(path, "transformer", class_name, what)
@@ -149,22 +150,26 @@ def _build(cls, class_name: str, what: str, path, device, dtype, vae_batch):
     backbone = cls(root, transformer, load_vae(root, what), scheduler, saved, tokenizer,
                    text_encoder, dev, dt, vae_batch)
     del text_encoder   # the null text is cached; T5-XXL (4.7B) need not stay in memory
-    return backbone
+    return backbone.use_first_frames(first_frames)
 
 
 def build_pixart_alpha(path: str, device: str = "auto", dtype: str = "auto",
-                       vae_batch: int = 16) -> PixArtBackbone:
+                       vae_batch: int = 16, first_frames: int | None = None) -> PixArtBackbone:
     """PixArt-alpha from its pipeline folder (e.g. PixArt-alpha/PixArt-XL-2-512x512: transformer/,
     vae/, scheduler/, text_encoder/, tokenizer/). device / dtype: 'auto' = cuda + bf16 or cpu +
-    float32. vae_batch: frames per VAE call."""
+    float32. vae_batch: frames per VAE call. first_frames: cut longer clips to their first
+    frames (set it to the video arm's clip length so both arms see the same frames)."""
     return _build(PixArtBackbone, "PixArtTransformer2DModel", "PixArt-alpha", path, device, dtype,
-                  vae_batch)
+                  vae_batch, first_frames)
 
 
 def build_latte(path: str, device: str = "auto", dtype: str = "auto",
-                vae_batch: int = 16) -> LatteBackbone:
-    """Latte from its pipeline folder (e.g. maxin-cn/Latte-1, same layout as PixArt-alpha's)."""
-    return _build(LatteBackbone, "LatteTransformer3DModel", "Latte", path, device, dtype, vae_batch)
+                vae_batch: int = 16, first_frames: int | None = None) -> LatteBackbone:
+    """Latte from its pipeline folder (e.g. maxin-cn/Latte-1, same layout as PixArt-alpha's).
+    first_frames: cut longer clips to their first frames; Latte takes exactly video_length (16)
+    frames, so 17-frame task clips need first_frames=16."""
+    return _build(LatteBackbone, "LatteTransformer3DModel", "Latte", path, device, dtype,
+                  vae_batch, first_frames)
 
 
 def latte_from_pixart(pixart, video_length: int = 16):

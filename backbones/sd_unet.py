@@ -150,22 +150,26 @@ def _load_sd(path, device, dtype):
 
 
 def build_sd15(path: str, device: str = "auto", dtype: str = "auto", vae_batch: int = 16,
-               feature_block: int | None = None) -> SDUNetBackbone:
+               feature_block: int | None = None, first_frames: int | None = None) -> SDUNetBackbone:
     """Stable Diffusion 1.5's UNet from its pipeline folder (e.g.
     stable-diffusion-v1-5/stable-diffusion-v1-5: unet/, vae/, scheduler/, text_encoder/,
-    tokenizer/). feature_block: the block whose width `feature_dim` reports."""
+    tokenizer/). feature_block: the block whose width `feature_dim` reports. first_frames: cut
+    longer clips to their first frames (None: all)."""
     root, unet, vae, sched, saved, null, dev, dt = _load_sd(path, device, dtype)
     return SDUNetBackbone(root, unet, vae, sched, saved, null, dev, dt, variant="image",
-                          vae_batch=vae_batch, feature_block=feature_block)
+                          vae_batch=vae_batch, feature_block=feature_block
+                          ).use_first_frames(first_frames)
 
 
 def build_animatediff(path: str, motion_adapter_path: str, device: str = "auto",
                       dtype: str = "auto", num_frames: int = 16, vae_batch: int = 16,
-                      feature_block: int | None = None) -> SDUNetBackbone:
+                      feature_block: int | None = None,
+                      first_frames: int | None = None) -> SDUNetBackbone:
     """The SD 1.5 UNet of `path` with the AnimateDiff MotionAdapter of `motion_adapter_path`
     (e.g. guoyww/animatediff-motion-adapter-v1-5-2: config.json + weights), assembled as
     AnimateDiffPipeline does: UNetMotionModel.from_unet2d(unet, adapter).
-    num_frames: the clip length single images are tiled to (16: the adapters' training length)."""
+    num_frames: the clip length single images are tiled to (16: the adapters' training length).
+    first_frames: cut longer clips to their first frames (None: all)."""
     import diffusers
 
     adapter_dir = require_model_dir(motion_adapter_path, "MotionAdapter", "AnimateDiff motion adapter")
@@ -181,7 +185,7 @@ def build_animatediff(path: str, motion_adapter_path: str, device: str = "auto",
                              f"motion_max_seq_length={motion.config.motion_max_seq_length}")
     return SDUNetBackbone(root, motion, vae, sched, saved, null, dev, dt, variant="video",
                           num_frames=num_frames, vae_batch=vae_batch, feature_block=feature_block,
-                          adapter_dir=adapter_dir)
+                          adapter_dir=adapter_dir).use_first_frames(first_frames)
 
 
 def spatial_weight_mismatches(unet, motion_unet) -> list[str]:

@@ -188,3 +188,17 @@ def test_named_errors(dirs, arms, tmp_path):
         arms[1].features(clip(1, 3), T, [1])
     with pytest.raises(ClipShapeError, match="nearest valid size is 16 x 32"):
         arms[0].features(torch.zeros(1, 1, 17, 31, 3, dtype=torch.uint8), T, [1])
+
+
+def test_first_frames_cuts_longer_clips(arms):
+    _, latte = arms
+    video, seeds = clip(1, VIDEO_LENGTH + 1, seed=8), torch.tensor([1])
+    before = latte.fingerprint
+    latte.use_first_frames(VIDEO_LENGTH)
+    try:
+        assert latte.fingerprint != before   # a different preprocessing, a different cache key
+        torch.testing.assert_close(latte.features(video, T, [2], seeds=seeds)[2],
+                                   latte.features(video[:, :VIDEO_LENGTH], T, [2], seeds=seeds)[2])
+    finally:
+        latte.use_first_frames(None)
+    assert latte.fingerprint == before
