@@ -20,6 +20,7 @@ the deepest block, which the CallCounter tests check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable, Mapping
@@ -42,7 +43,8 @@ class _StopForward(Exception):
     """Raised by the hook of the deepest requested block: ends the library forward there."""
 
 
-def capture_blocks(run: Callable[[], object], modules: Mapping[int, nn.Module]) -> dict[int, Tensor]:
+def capture_blocks(run: Callable[[], object],
+                   modules: Mapping[int, nn.Module]) -> dict[int, Tensor]:
     """Runs `run()` (a call of the library model's own forward) with forward hooks on
     `modules[block]` and returns {block: the module's output} (tuples -> their first element,
     the hidden states a UNet down block passes on). Stops right after the deepest block.
@@ -69,6 +71,12 @@ def capture_blocks(run: Callable[[], object], modules: Mapping[int, nn.Module]) 
             h.remove()
     raise RuntimeError(f"the forward pass never reached block {deepest}; the block map of this "
                        f"adapter does not match the model's forward")
+
+
+def plain_config(config) -> dict:
+    """A diffusers config without its bookkeeping keys (`_name_or_path` is the folder it was
+    loaded from: the same weights elsewhere must give the same fingerprint)."""
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
 
 
 def size_name(num_params: int) -> str:
@@ -128,8 +136,10 @@ def load_text_encoder(root: Path, what: str, device, dtype):
 
 class LatentDiffusionBackbone(nn.Module):
     """Base of the four pair adapters: SD-VAE encoding, DDPM-style noise, frame conventions,
-    fingerprint. A subclass sets `blocks_of()` (block -> module), `_run(z_t, t)` (the library
-    forward) and `_to_grid(block, h, b)` (the captured tensor -> (b, t, h', w', D)).
+    fingerprint. A subclass sets `null_hidden` (the cached null text), `blocks_of()` (block ->
+    module), `_run(z_t, t)` (the library forward), `_to_grid(...)` (a captured tensor ->
+    (b, t, h', w', D)), `_resolution_multiple()`, `_weights_dirs()`, `_configs()` and, for a
+    video arm, `_check_frames(T)`.
 
     root: the pipeline folder (vae/, scheduler/, text_encoder/, tokenizer/, the model's folder).
     variant: 'image' (frames are independent images) | 'video' (single images tiled to
@@ -152,7 +162,8 @@ class LatentDiffusionBackbone(nn.Module):
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self._preprocessing = dict(preprocessing, dtype=str(dtype),
                                    latent="vae posterior mean, (z - shift) * scaling_factor",
-                                   scheduler=type(scheduler).__name__, scheduler_saved=scheduler_saved)
+                                   scheduler=type(scheduler).__name__,
+                                   scheduler_saved=scheduler_saved)
         self._fingerprint: str | None = None
         self.first_frames: int | None = None
 
@@ -199,11 +210,15 @@ class LatentDiffusionBackbone(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """config + weights digest (the used subfolders) + preprocessing, 16 hex."""
+        """config + weights digest (model and VAE folders) + null text + preprocessing, 16 hex."""
         if self._fingerprint is None:
+            # the text encoder enters through the null text it produced (hashing T5-XXL's
+            # 19 GB of weights would cost a minute per process for one (1, 120, 4096) tensor)
+            null = self.null_hidden.detach().float().cpu().contiguous().numpy().tobytes()
             self._fingerprint = fingerprint_of(
                 cls=type(self).__name__, configs=self._configs(),
                 weights=[directory_digest(d) for d in self._weights_dirs()],
+                null_text=hashlib.sha256(null).hexdigest(),
                 preprocessing=self._preprocessing, variant=self.variant)
         return self._fingerprint
 
@@ -294,5 +309,6 @@ def load_vae(root: Path, what: str):
     return diffusers.AutoencoderKL.from_pretrained(vae_dir, local_files_only=True)
 
 
-__all__ = ["LatentDiffusionBackbone", "capture_blocks", "load_scheduler", "load_text_encoder",
-           "load_vae", "require_pipeline_root", "noise_level", "size_name", "VP_SCHEDULERS"]
+__all__ = ["LatentDiffusionBackbone", "capture_blocks", "plain_config", "load_scheduler",
+           "load_text_encoder", "load_vae", "require_pipeline_root", "noise_level", "size_name",
+           "VP_SCHEDULERS"]

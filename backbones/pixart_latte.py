@@ -35,7 +35,8 @@ from torch import Tensor, nn
 
 from backbones.hf_common import ClipShapeError, null_text, pick_device_dtype
 from backbones.latent_diffusion import (LatentDiffusionBackbone, load_scheduler, load_text_encoder,
-                                        load_vae, require_pipeline_root, size_name)
+                                        load_vae, plain_config, require_pipeline_root,
+                                        size_name)
 
 T5_MAX_LENGTH = 120   # PixArtAlphaPipeline.max_sequence_length and LattePipeline's max_length
 
@@ -73,10 +74,11 @@ class PixArtBackbone(LatentDiffusionBackbone):
         n = images.shape[0]
         H, W = images.shape[-2] * self.vae_scale, images.shape[-1] * self.vae_scale
         # the 1024 model conditions on resolution / aspect ratio in pixels, as its pipeline does
-        added = ({"resolution": torch.tensor([[H, W]], device=self.device, dtype=self.dtype).expand(n, 2),
-                  "aspect_ratio": torch.tensor([[H / W]], device=self.device, dtype=self.dtype).expand(n, 1)}
-                 if self.transformer.use_additional_conditions else
-                 {"resolution": None, "aspect_ratio": None})
+        added = {"resolution": None, "aspect_ratio": None}
+        if self.transformer.use_additional_conditions:
+            new = dict(device=self.device, dtype=self.dtype)
+            added = {"resolution": torch.tensor([[H, W]], **new).expand(n, 2),
+                     "aspect_ratio": torch.tensor([[H / W]], **new).expand(n, 1)}
         self.transformer(images, encoder_hidden_states=self.null_hidden.expand(n, -1, -1),
                          encoder_attention_mask=self.null_mask.expand(n, -1),
                          timestep=repeat(t, "b -> (b t)", t=frames), added_cond_kwargs=added,
@@ -84,17 +86,19 @@ class PixArtBackbone(LatentDiffusionBackbone):
 
     def _to_grid(self, block, h, b, frames, hw):
         p = self.transformer.config.patch_size
-        return rearrange(h, "(b t) (h w) d -> b t h w d", b=b, t=frames, h=hw[0] // p, w=hw[1] // p)
+        return rearrange(h, "(b t) (h w) d -> b t h w d", b=b, t=frames, h=hw[0] // p,
+                         w=hw[1] // p)
 
     def _resolution_multiple(self) -> int:
         return self.vae_scale * self.transformer.config.patch_size
 
     def _weights_dirs(self):
-        return [self.root / d for d in ("transformer", "vae", "text_encoder")]
+        return [self.root / d for d in ("transformer", "vae")]
 
     def _configs(self):
-        return {"transformer": dict(self.transformer.config), "vae": dict(self.vae.config),
-                "scheduler": dict(self.scheduler.config)}
+        return {"transformer": plain_config(self.transformer.config),
+                "vae": plain_config(self.vae.config),
+                "scheduler": plain_config(self.scheduler.config)}
 
 
 class LatteBackbone(PixArtBackbone):
@@ -203,7 +207,9 @@ def spatial_weight_mismatches(pixart, latte) -> list[str]:
     for name, tensor in latte.state_dict().items():
         if name.startswith("temporal_transformer_blocks."):
             continue
-        if name not in image or image[name].shape != tensor.shape or not torch.equal(image[name], tensor):
+        same = (name in image and image[name].shape == tensor.shape
+                and torch.equal(image[name], tensor))
+        if not same:
             bad.append(name)
     return bad
 

@@ -37,7 +37,8 @@ from torch import Tensor, nn
 
 from backbones.hf_common import ClipShapeError, ModelDirError, pick_device_dtype, require_model_dir
 from backbones.latent_diffusion import (LatentDiffusionBackbone, load_scheduler, load_text_encoder,
-                                        load_vae, require_pipeline_root, size_name)
+                                        load_vae, plain_config, require_pipeline_root,
+                                        size_name)
 
 DIFT_UP_FT_INDEX = 1   # DIFT's default up-block for SD (semantic correspondence)
 
@@ -52,8 +53,8 @@ def clip_null_text(tokenizer, text_encoder, device, dtype) -> Tensor:
                        return_tensors="pt")
     use_mask = getattr(text_encoder.config, "use_attention_mask", False)
     with torch.no_grad():
-        hidden = text_encoder(tokens.input_ids.to(device),
-                              attention_mask=tokens.attention_mask.to(device) if use_mask else None)[0]
+        mask = tokens.attention_mask.to(device) if use_mask else None
+        hidden = text_encoder(tokens.input_ids.to(device), attention_mask=mask)[0]
     return hidden.to(dtype)
 
 
@@ -81,8 +82,8 @@ class SDUNetBackbone(LatentDiffusionBackbone):
         self.adapter_dir = adapter_dir
         widths = list(self.unet.config.block_out_channels)
         n_down = len(self.unet.down_blocks)
-        self._dims = ([widths[0]] + widths + ([widths[-1]] if self.unet.mid_block is not None else [])
-                      + list(reversed(widths)))
+        mid = [widths[-1]] if self.unet.mid_block is not None else []
+        self._dims = [widths[0], *widths, *mid, *reversed(widths)]   # conv_in, down, mid, up
         self.first_up_block = n_down + 1 + (self.unet.mid_block is not None)
         self.feature_block = (self.first_up_block + DIFT_UP_FT_INDEX if feature_block is None
                               else self.resolve_blocks(feature_block)[0])
@@ -117,7 +118,7 @@ class SDUNetBackbone(LatentDiffusionBackbone):
         if self.variant == "image":
             self.unet(rearrange(z_t, "b z t h w -> (b t) z h w"), repeat(t, "b -> (b t)", t=frames),
                       encoder_hidden_states=text, return_dict=False)
-        else:   # AnimateDiffPipeline repeats the prompt per frame; the UNet repeats the time embedding
+        else:   # the pipeline repeats the prompt per frame; the UNet repeats the time embedding
             self.unet(z_t, t, encoder_hidden_states=text, return_dict=False)
 
     def _to_grid(self, block, h, b, frames, hw):
@@ -128,12 +129,12 @@ class SDUNetBackbone(LatentDiffusionBackbone):
         return self.vae_scale * 2 ** (len(self.unet.down_blocks) - 1)
 
     def _weights_dirs(self):
-        dirs = [self.root / d for d in ("unet", "vae", "text_encoder")]
+        dirs = [self.root / d for d in ("unet", "vae")]
         return dirs + ([self.adapter_dir] if self.adapter_dir is not None else [])
 
     def _configs(self):
-        return {"unet": dict(self.unet.config), "vae": dict(self.vae.config),
-                "scheduler": dict(self.scheduler.config)}
+        return {"unet": plain_config(self.unet.config), "vae": plain_config(self.vae.config),
+                "scheduler": plain_config(self.scheduler.config)}
 
 
 def _load_sd(path, device, dtype):
@@ -172,12 +173,14 @@ def build_animatediff(path: str, motion_adapter_path: str, device: str = "auto",
     first_frames: cut longer clips to their first frames (None: all)."""
     import diffusers
 
-    adapter_dir = require_model_dir(motion_adapter_path, "MotionAdapter", "AnimateDiff motion adapter")
+    adapter_dir = require_model_dir(motion_adapter_path, "MotionAdapter",
+                                    "AnimateDiff motion adapter")
     root, unet, vae, sched, saved, null, dev, dt = _load_sd(path, device, dtype)
     adapter = diffusers.MotionAdapter.from_pretrained(adapter_dir, local_files_only=True)
     if len(adapter.config.block_out_channels) != len(unet.config.down_block_types):
-        raise ModelDirError(f"motion adapter '{adapter_dir}' has {len(adapter.config.block_out_channels)} "
-                            f"blocks, the UNet of '{root}' {len(unet.config.down_block_types)}: "
+        raise ModelDirError(f"motion adapter '{adapter_dir}' has "
+                            f"{len(adapter.config.block_out_channels)} blocks, the UNet of "
+                            f"'{root}' {len(unet.config.down_block_types)}: "
                             f"use an adapter made for this UNet (v1-5 adapters for SD 1.5)")
     motion = diffusers.UNetMotionModel.from_unet2d(unet, adapter)
     if num_frames > motion.config.motion_max_seq_length:

@@ -202,3 +202,19 @@ def test_first_frames_cuts_longer_clips(arms):
     finally:
         latte.use_first_frames(None)
     assert latte.fingerprint == before
+
+
+def test_fingerprint_follows_weights_not_the_folder(dirs, arms, tmp_path):
+    import shutil
+
+    copy = tmp_path / "pixart_copy"
+    shutil.copytree(dirs[0], copy)
+    same = build_pixart_alpha(str(copy), device="cpu")
+    assert same.fingerprint == arms[0].fingerprint          # same bytes elsewhere: same cache key
+    model = diffusers.PixArtTransformer2DModel.from_pretrained(copy / "transformer")
+    with torch.no_grad():
+        model.proj_out.bias.add_(1.0)
+    model.save_pretrained(copy / "transformer")
+    from backbones import hf_common
+    hf_common._DIGESTS.pop(str((copy / "transformer").resolve()), None)   # the per-process cache
+    assert build_pixart_alpha(str(copy), device="cpu").fingerprint != arms[0].fingerprint
