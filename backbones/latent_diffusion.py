@@ -156,7 +156,7 @@ class LatentDiffusionBackbone(nn.Module):
         self.vae = vae.to(device, dtype).eval().requires_grad_(False)
         self.scheduler = scheduler
         self.scheduler_saved = scheduler_saved
-        self.device, self.dtype = device, dtype
+        self.dtype = dtype
         self.num_frames = num_frames
         self.vae_batch = vae_batch
         self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
@@ -176,6 +176,11 @@ class LatentDiffusionBackbone(nn.Module):
         self._preprocessing["first_frames"] = self.first_frames
         self._fingerprint = None
         return self
+
+    @property
+    def device(self) -> torch.device:
+        """Where the modules are now (the engine may move the backbone after building it)."""
+        return next(self.vae.parameters()).device
 
     # ----------------------------------------------------------------- subclass interface
     def blocks_of(self) -> dict[int, nn.Module]:
