@@ -16,7 +16,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from runners import gin_setup
+from runners import configurables, gin_setup  # noqa: F401  configurables: registers every name
 
 COMMANDS = {
     "pretrain": ("runners.pretrain", "train the tokenizer, then I-WALT or V-WALT (diffusion)"),

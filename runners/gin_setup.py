@@ -21,12 +21,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import tokenize
 from pathlib import Path
 from typing import Sequence
 
 import gin
+
+from walt.checkpoint import write_text_atomic  # noqa: F401  (re-exported for the commands)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SEARCH_PATH = REPO_ROOT / "gin"
@@ -155,10 +156,9 @@ def _explain(binding: str, err: Exception) -> str:
 def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = True) -> None:
     """Clears gin, then parses files, CLI bindings, then `extra_bindings`; later wins.
 
-    Every library module with configurables must be imported first (`runners.configurables`).
-    Raises GinError naming the offending file or binding.
+    The caller imports `runners.configurables` first (it registers every name; the CLI, the
+    trial and the sweep do). Raises GinError naming the offending file or binding.
     """
-    import runners.configurables  # noqa: F401  registers every configurable of the project
 
     gin.clear_config()
     for path in args.search_paths:
@@ -188,20 +188,6 @@ def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = Tr
             raise GinError(_explain(binding, err)) from err
     if finalize:
         gin.finalize()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes via a temp file in the same folder + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_operative_config(run_dir: Path, args: GinArgs | None = None) -> Path:

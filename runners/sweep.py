@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from runners import gin_setup
+from runners import configurables, gin_setup, trial  # noqa: F401  configurables: registers every name in a Ray worker
+from runners.settings import Sweep
 
 BLOCK_KEY = "Probe.block"
 # Bindings that change only the readout, not the captured activations: grid points that differ
@@ -41,42 +42,6 @@ BLOCK_KEY = "Probe.block"
 READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size",
                 "Probe.log_every", "Probe.num_workers", "Run.seed", "Run.output_dir")
 READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
-
-
-@dataclasses.dataclass
-class Sweep:
-    """One sweep's settings (gin: `Sweep.<field>`).
-
-    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`, or
-      a list of such spaces whose axes multiply (their keys must differ).
-    name: experiment name; results go to <storage_path>/<name>.
-    storage_path: root folder of experiments (absolute, or relative to the cwd).
-    cpus_per_trial, gpus_per_trial: Ray resources of each trial and cache task (fractions allowed).
-    num_cpus, num_gpus: size of the local Ray node (None: the machine); ignored with RAY_ADDRESS.
-    max_concurrent_trials: None lets Ray fill the resources.
-    num_samples: repeats of the grid (seeds: bind Run.seed in the space instead for named seeds).
-    reuse_actors: run consecutive trials in the same worker process (imports paid once; every
-      trial still clears and re-parses gin).
-    dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
-    prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
-    report: run `walt-probe report` into <exp>/report when the sweep ends.
-    """
-
-    space: Mapping[str, Any] | None = None
-    name: str = "sweep"
-    storage_path: str = "runs/sweeps"
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    max_concurrent_trials: int | None = None
-    num_samples: int = 1
-    reuse_actors: bool = True
-    dashboard: bool = True
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
-    prepare_caches: bool = True
-    report: bool = True
 
 
 # ----------------------------------------------------------------------------- bindings
@@ -178,7 +143,7 @@ def _enter(driver: Mapping) -> gin_setup.GinArgs:
 
 def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
     """Ray task: the cache entry of one feature-relevant grid point and split (all grid blocks)."""
-    from runners import extract, trial
+    from probing import extract
 
     gin_args = _enter(driver)
     gin_setup.parse(gin_args, bindings)
@@ -202,7 +167,6 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     """The Tune trainable: one grid point -> run_probe -> tune.report."""
     from ray import tune
 
-    from runners import trial
 
     sample = dict(config.get("gin", {}))
     out = Path(driver["exp_dir"]) / "trials" / trial_key(sample, driver["gin"])

@@ -74,7 +74,7 @@ def show_pca(args) -> int:
     import torch
 
     from tasks.synthetic.brick_wall import brick_wall_clip
-    from walt.build import build_backbone
+    from backbones.build import build_backbone
 
     clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
     video = clip["video"][None]                                     # (1, T, H, W, 3) uint8

@@ -3,7 +3,7 @@
 `analog_datasets(name, ...)` renders (once) and loads a DatasetDict and returns
 {'train', 'val'} -> ItemDataset; `synthetic_task(name, ...)` wraps it into the Task of the
 analog's kind. The named builders (`objects_task`, ..., `box_tracks_task`) are what gin
-registers (runners/gin_tasks.py).
+registers (runners/configurables.py).
 """
 
 from __future__ import annotations

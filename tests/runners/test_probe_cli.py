@@ -7,7 +7,9 @@ import sys
 import pytest
 import torch
 
-from runners import cli, extract, feature_cache, gin_setup, trial
+from probing import cache as feature_cache
+from probing import extract
+from runners import cli, gin_setup, trial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from probe_fixtures import SMOKE, smoke_args  # noqa: E402

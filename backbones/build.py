@@ -1,5 +1,5 @@
 """`build_backbone`: a ready WALTBackbone from a size name and optional checkpoints (plain
-Python; gin registers it as `Backbone` in runners/gin_walt.py).
+Python; gin registers it as `Backbone` in runners/configurables.py).
 
 Building a large random backbone (284m + the base tokenizer: ~0.6B parameters initialised on
 the CPU) takes seconds, and a grid of probes in one process asks for the same backbone once per
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from walt.backbone import WALTBackbone
+from backbones.walt import WALTBackbone
 from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt
 from walt.noise import NoiseSchedule
 from walt.tokenizer import Tokenizer
