@@ -1,13 +1,14 @@
 """The probe engine: one probe run from plain Python, shared by `walt-probe probe`, every Ray
 Tune trial and any script (no gin here; runners/trial.py builds `Probe` from gin).
 
-  run(probe, output_dir, seed, device) -> metrics dict
+  run(probe, output_dir, seed, device) -> ProbeResult (probing/result.py)
 
 places the frozen backbone, trains the task's readout on one block's activations at one
 timestep t with the probe's optimiser (default: the paper's AdamW + warm-up cosine), evaluates
 with the task's accumulator and writes, into `output_dir`:
 
-  metrics.json            status, headline metric + value + direction, every metric, the grid point
+  metrics.json            the ProbeResult: status, headline metric + value + direction, every
+                          metric, the backbone's identity, block, noise level, timings
   tb/                     TensorBoard: train loss, lr, final metrics
 
   fit_readout(probe, head, source, device, tb) -> (status, error, last loss)
@@ -22,11 +23,9 @@ status 'diverged' and no metric value.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import random
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,10 +36,10 @@ from torch.utils.data import DataLoader
 from probing import cache as fc
 from probing import extract
 from probing.progress import Progress
+from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint
 from readouts.optim import paper_optimizer
 from walt.checkpoint import write_text_atomic
 
-STATUS_OK, STATUS_DIVERGED, STATUS_ERROR = "ok", "diverged", "error"
 ConfigError = extract.ConfigError
 
 
@@ -329,21 +328,15 @@ def evaluate(probe: Probe, head, source: FeatureSource, device) -> dict[str, flo
     return {k: float(v) for k, v in acc.result().items()}
 
 
-def write_metrics(out_dir: Path, metrics: dict) -> Path:
-    """metrics.json, atomically (a reader sees the old file or the whole new one)."""
-    path = Path(out_dir) / "metrics.json"
-    write_text_atomic(path, json.dumps(metrics, indent=2, default=str))
-    return path
-
-
 def run(probe: Probe, output_dir, seed: int = 0, device="cpu",
-        on_finish: Callable[[Path, Any], None] | None = None) -> dict:
-    """One probe run (see the module docstring). Returns the metrics dict written to metrics.json.
+        on_finish: Callable[[Path, Any], None] | None = None,
+        bindings: Sequence[str] = ()) -> ProbeResult:
+    """One probe run (see the module docstring). Returns the ProbeResult written to metrics.json.
 
     probe: the settings (validated here). output_dir: the run's folder. seed: seeds python,
     numpy and torch and the batch order. device: a torch device or its name.
     on_finish(output_dir, tb): called before metrics.json is written (the CLI saves its gin
-    config there and adds it to TensorBoard).
+    config there and adds it to TensorBoard). bindings: recorded in the result (a sweep trial's own).
     Raises on bad configuration or data (the caller records the error); a diverged loss is a
     result, returned with status 'diverged' and value None.
     """
@@ -377,43 +370,24 @@ def run(probe: Probe, output_dir, seed: int = 0, device="cpu",
     value = results.get(task.metric)
     if value is not None and not math.isfinite(value):
         status, error, value = STATUS_DIVERGED, f"metric {task.metric} evaluated to {value}", None
-    metrics = {
-        "status": status, "error": error, "task": task.name, "metric": task.metric, "value": value,
-        "higher_is_better": bool(task.higher_is_better), "metrics": results, **info,
-        "block": block, "block_spec": probe.block, "depth": block / max(info["num_blocks"], 1),
-        "timestep": int(probe.timestep), "steps": probe.steps, "final_loss": last_loss,
-        "feature_source": source.kind, "backbone_batches": source.backbone_batches,
-        "compile_head": probe.compile_head,
-        "head_params": sum(p.numel() for p in head.parameters()),
-        "seed": seed, "wall_s": round(time.time() - t0, 3),
-        "extract_s": round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
-        "readout_s": round(readout_s, 3), "output_dir": str(out)}
+    level = backbone.noise_level(int(probe.timestep)) if hasattr(backbone, "noise_level") else None
+    result = ProbeResult(
+        status=status, error=error, task=task.name, metric=task.metric, value=value,
+        higher_is_better=bool(task.higher_is_better), metrics=results, **info,
+        block=block, block_spec=probe.block, depth=block / max(info["num_blocks"], 1),
+        t=int(probe.timestep), noise=level.to_dict() if level is not None else None,
+        split="val", seed=int(seed), noise_seed=int(probe.noise_seed), steps=probe.steps,
+        final_loss=last_loss, feature_source=source.kind, backbone_batches=source.backbone_batches,
+        compile_head=probe.compile_head, head_params=sum(p.numel() for p in head.parameters()),
+        wall_s=round(time.time() - t0, 3),
+        extract_s=round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
+        readout_s=round(readout_s, 3), code=code_fingerprint(), output_dir=str(out),
+        bindings=list(bindings))
     if on_finish is not None:
         on_finish(out, tb)
     for k, v in results.items():
         tb.add_scalar(f"eval/{k}", v, probe.steps)
     tb.close()
-    write_metrics(out, metrics)
-    print(one_line(metrics), flush=True)
-    return metrics
-
-
-def one_line(m: dict) -> str:
-    """The one-line result a probe prints."""
-    where = (f"{m['backbone']} block {m['block']}/{m['num_blocks']} t={m['timestep']} "
-             f"({m['feature_source']})")
-    if m["status"] != STATUS_OK:
-        return f"probe {m['task']}: {m['status'].upper()} - {m['error']} | {where} | {m['output_dir']}"
-    arrow = "higher" if m["higher_is_better"] else "lower"
-    return (f"probe {m['task']}: {m['metric']} = {m['value']:.4f} ({arrow} is better) | {where} | "
-            f"{m['steps']} steps, {m['wall_s']:.1f}s | {m['output_dir']}")
-
-
-def error_metrics(err: BaseException, out_dir: Path | None = None, **fields) -> dict:
-    """The metrics record of a trial that raised: status 'error', the message, no value."""
-    msg = f"{type(err).__name__}: {err}"
-    m = {"status": STATUS_ERROR, "error": msg, "value": None,
-         "traceback": "".join(traceback.format_exception(err))[-4000:], **fields}
-    if out_dir is not None:
-        write_metrics(out_dir, m)
-    return m
+    result.write(out)
+    print(result.one_line(), flush=True)
+    return result

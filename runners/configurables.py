@@ -15,6 +15,7 @@ import search_spaces
 from backbones.build import build_backbone
 from probing.probe import Probe as _Probe
 from readouts import optim
+from readouts.linear import LinearReadout
 from runners import settings
 from runners.pretrain import Pretrain as _Pretrain
 from pretraining.synthetic import SyntheticClips as _SyntheticClips
@@ -59,6 +60,9 @@ gin.external_configurable(kinds.camera_pose, "CameraPose")
 gin.external_configurable(kinds.point_tracks, "PointTracks")
 gin.external_configurable(kinds.box_tracks, "BoxTracks")
 gin.external_configurable(optim.paper_optimizer, "PaperOptimizer")
+# Readout heads a task kind's `make_head` can be bound to (default: the kind's own head), e.g.
+# `SyntheticObjects.make_head = @LinearReadout` and `LinearReadout.pool = 'mean'`.
+gin.external_configurable(LinearReadout, "LinearReadout")
 
 # ----------------------------------------------------------------------------- synthetic tasks
 # Each with cache_dir, num_train, num_val, image_size, num_frames, seed, num_proc, device

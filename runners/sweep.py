@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runners import configurables, gin_setup, trial  # noqa: F401  configurables: registers every name in a Ray worker
+from probing.result import code_fingerprint  # noqa: F401  (sweep.json records it)
+from runners.bindings import render_value, to_bindings, trial_key  # noqa: F401
 from runners.settings import Sweep
 
 BLOCK_KEY = "Probe.block"
@@ -45,40 +47,6 @@ READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
 
 
 # ----------------------------------------------------------------------------- bindings
-
-def render_value(value) -> str:
-    """A Python value as gin text; strings starting with '@' or '%' are gin references."""
-    if isinstance(value, str) and value[:1] in "@%":
-        return value
-    return repr(value)
-
-
-def to_bindings(sample: Mapping[str, Any]) -> list[str]:
-    """A trial's sampled config {binding: value | bundle dict} -> ordered gin binding strings."""
-    out = []
-    for key in sorted(sample):
-        value = sample[key]
-        if isinstance(value, Mapping):
-            out += [f"{k} = {render_value(v)}" for k, v in sorted(value.items()) if k != "__name__"]
-        else:
-            out.append(f"{key} = {render_value(value)}")
-    return out
-
-
-def trial_key(sample: Mapping[str, Any], base: Mapping) -> str:
-    """A stable folder name for a trial: readable axes + a hash of everything that defines it."""
-    canon = json.dumps({"base": base, "sample": sample}, sort_keys=True, default=str)
-    digest = hashlib.sha256(canon.encode()).hexdigest()[:10]
-    parts = []
-    for key in sorted(sample):
-        value = sample[key]
-        if isinstance(value, Mapping):
-            value = value.get("__name__") or "+".join(str(v) for k, v in sorted(value.items()))
-        short = key.split(".")[-1]
-        parts.append(f"{short}={value}")
-    slug = "".join(c if c.isalnum() or c in "=.-+" else "_" for c in ",".join(parts))[:80]
-    return f"{slug}_{digest}" if slug else digest
-
 
 def merge_spaces(spaces) -> dict:
     """One space from a space or a list of spaces (axes multiply); a key may appear only once."""
@@ -172,8 +140,11 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     out = Path(driver["exp_dir"]) / "trials" / trial_key(sample, driver["gin"])
     done = out / "metrics.json"
     if done.is_file():
-        previous = json.loads(done.read_text())
-        if previous.get("status") in (trial.STATUS_OK, trial.STATUS_DIVERGED):
+        try:
+            previous = trial.ProbeResult.read(done)
+        except ValueError:
+            previous = None  # unreadable (older schema, torn by hand): rerun the trial
+        if previous is not None and previous.status in (trial.STATUS_OK, trial.STATUS_DIVERGED):
             # Finished in an earlier run of this sweep: report the stored result, do not retrain.
             tune.report(_reportable(previous, reused=True))
             return
@@ -182,17 +153,29 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     gin_args = _enter(driver)
     extra = [*driver["sweep_bindings"], *to_bindings(sample), f"Run.output_dir = {str(out)!r}"]
     try:
-        metrics = trial.run_probe(gin_args, extra)
+        result = trial.run_probe(gin_args, extra, bindings=to_bindings(sample))
     except BaseException as err:
-        trial.error_metrics(err, out, sample=sample, bindings=to_bindings(sample))
+        own = report_fields(sample)
+        trial.record_failure(err, out, bindings=to_bindings(sample), **own)
         raise
-    tune.report(_reportable(metrics, reused=False))
+    tune.report(_reportable(result, reused=False))
 
 
-def _reportable(metrics: Mapping, reused: bool) -> dict:
-    keep = ("status", "task", "metric", "value", "higher_is_better", "block", "timestep", "backbone",
+def report_fields(sample: Mapping[str, Any]) -> dict:
+    """The result fields a grid point fixes by itself (its block spec and t), recorded even when
+    the trial fails before it learns the rest."""
+    known = {}
+    if isinstance(sample.get(BLOCK_KEY), (int, float)):
+        known["block_spec"] = sample[BLOCK_KEY]
+    if isinstance(sample.get("Probe.timestep"), int):
+        known["t"] = sample["Probe.timestep"]
+    return known
+
+
+def _reportable(result, reused: bool) -> dict:
+    keep = ("status", "task", "metric", "value", "higher_is_better", "block", "t", "backbone",
             "variant", "size", "wall_s", "backbone_batches", "feature_source", "error")
-    out = {k: metrics.get(k) for k in keep}
+    out = {k: getattr(result, k) for k in keep}
     out["reused"] = reused
     return out
 
@@ -264,21 +247,6 @@ def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
               f"{state}", flush=True)
     print(f"sweep: caches ready ({created} extracted, {len(refs) - created} reused or skipped, "
           f"{batches} backbone batches)", flush=True)
-
-
-CODE_PACKAGES = ("walt", "readouts", "tasks", "runners", "search_spaces")
-
-
-def code_fingerprint(root: Path = Path(__file__).resolve().parent.parent,
-                     packages: Sequence[str] = CODE_PACKAGES) -> str:
-    """sha256 over the project's Python source: a sweep resumed by other code would mix stale
-    trials with new ones, so the experiment records it (sweep.json) and a rerun checks it."""
-    h = hashlib.sha256()
-    for pkg in packages:
-        for path in sorted((root / pkg).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _signature(gin_args: gin_setup.GinArgs, space: Mapping) -> dict:

@@ -1,6 +1,6 @@
 """The Trial: one probe run configured by gin, shared by `walt-probe probe` and every Ray Tune trial.
 
-  run_probe(gin_args, extra_bindings) -> metrics dict
+  run_probe(gin_args, extra_bindings) -> ProbeResult
 
 parses gin (files, CLI bindings, then extra_bindings; later wins), builds `Probe` and `Run`
 from it and hands them to the engine (probing/probe.py `run`), which writes metrics.json and
@@ -17,10 +17,12 @@ from typing import Sequence
 
 import gin
 
-from probing.extract import ConfigError
-from probing.probe import (STATUS_DIVERGED, STATUS_ERROR, STATUS_OK, Probe, error_metrics,  # noqa: F401
-                           one_line, place_backbone, write_metrics)
+import traceback
+
 from probing import probe as engine
+from probing.extract import ConfigError  # noqa: F401  (re-exported for the commands)
+from probing.probe import Probe, place_backbone  # noqa: F401
+from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, failed  # noqa: F401
 from runners import configurables, gin_setup  # noqa: F401  configurables: registers every name
 
 
@@ -33,8 +35,10 @@ def build_probe() -> Probe:
     return probe.validate()
 
 
-def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -> dict:
-    """One probe run configured by gin (see the module docstring); returns the metrics dict."""
+def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = (),
+              bindings: Sequence[str] = ()) -> ProbeResult:
+    """One probe run configured by gin (see the module docstring). bindings: the trial's own
+    (recorded in the result; a sweep passes its grid point's)."""
     gin_setup.parse(gin_args, extra_bindings)
     run = gin.get_configurable("Run")()
     probe = build_probe()
@@ -43,4 +47,13 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -
         gin_setup.save_operative_config(out, gin_args.with_bindings(*extra_bindings))
         tb.add_text("gin/operative_config", "    " + gin.operative_config_str().replace("\n", "\n    "))
 
-    return engine.run(probe, run.path, seed=run.seed, device=run.torch_device(), on_finish=save_config)
+    return engine.run(probe, run.path, seed=run.seed, device=run.torch_device(), on_finish=save_config,
+                      bindings=bindings)
+
+
+def record_failure(err: BaseException, out_dir, bindings: Sequence[str] = (), **known) -> ProbeResult:
+    """Writes the 'failed' result of a trial that raised (message, traceback tail, its bindings)."""
+    result = failed(err, out_dir, traceback="".join(traceback.format_exception(err))[-4000:],
+                    bindings=bindings, **known)
+    result.write(out_dir)
+    return result
