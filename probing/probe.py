@@ -26,6 +26,7 @@ import dataclasses
 import math
 import random
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader
 from probing import cache as fc
 from probing import extract
 from probing.progress import Progress
-from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint
+from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint, failed
 from readouts.optim import paper_optimizer
 from walt.checkpoint import write_text_atomic
 
@@ -337,21 +338,41 @@ def run(probe: Probe, output_dir, seed: int = 0, device="cpu",
     numpy and torch and the batch order. device: a torch device or its name.
     on_finish(output_dir, tb): called before metrics.json is written (the CLI saves its gin
     config there and adds it to TensorBoard). bindings: recorded in the result (a sweep trial's own).
-    Raises on bad configuration or data (the caller records the error); a diverged loss is a
-    result, returned with status 'diverged' and value None.
+    On bad configuration or data it writes a 'failed' result (with what it had learnt) and
+    re-raises, the result attached as `err.probe_result`; a diverged loss is a result, returned
+    with status 'diverged' and value None.
     """
-    from torch.utils.tensorboard import SummaryWriter
-
     t0 = time.time()
     probe.validate()
     out = Path(output_dir).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
+    known = {"block_spec": probe.block, "t": int(probe.timestep), "seed": int(seed),
+             "noise_seed": int(probe.noise_seed), "steps": probe.steps}
+    try:
+        return _run(probe, out, seed, device, on_finish, bindings, known, t0)
+    except BaseException as err:
+        # What the run had learnt when it failed (task, backbone, block) goes into the result,
+        # so a report never has to guess it; the exception carries the written result.
+        result = failed(err, out, traceback="".join(traceback.format_exception(err))[-4000:],
+                        bindings=bindings, **known)
+        result.write(out)
+        err.probe_result = result
+        raise
+
+
+def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known: dict,
+         t0: float) -> ProbeResult:
+    from torch.utils.tensorboard import SummaryWriter
+
     gen = seed_everything(seed)
     backbone, task = probe.backbone, probe.task
+    known.update(task=task.name, metric=task.metric, higher_is_better=bool(task.higher_is_better))
     device = torch.device(device)
     place_backbone(backbone, device)
     info = backbone_info(backbone)
+    known.update(info)
     block = extract.resolve_block(probe.block, info["num_blocks"])
+    known.update(block=block, depth=block / max(info["num_blocks"], 1))
 
     # The head first: filling the cache draws from the global RNG (DataLoader seeds), and the
     # head's init must not depend on whether this trial found its features cached.

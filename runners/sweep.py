@@ -155,8 +155,8 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     try:
         result = trial.run_probe(gin_args, extra, bindings=to_bindings(sample))
     except BaseException as err:
-        own = report_fields(sample)
-        trial.record_failure(err, out, bindings=to_bindings(sample), **own)
+        if getattr(err, "probe_result", None) is None:  # failed before the engine ran (gin)
+            trial.record_failure(err, out, bindings=to_bindings(sample), **report_fields(sample))
         raise
     tune.report(_reportable(result, reused=False))
 
