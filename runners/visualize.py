@@ -20,8 +20,8 @@ USES_GIN = False  # the sizes table needs no configuration; views that do parse 
 
 def show_sizes(args) -> int:
     """Prints the named-size tables with the counts tests/walt/test_sizes.py checks."""
-    from walt.sizes import (TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES, count_tokenizer_parameters,
-                            count_walt_parameters)
+    from walt.counts import count_tokenizer_parameters, count_walt_parameters
+    from walt.sizes import TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES
 
     out = sys.stdout
     out.write("WALT transformer (parameters counted on the meta device, default latent grid)\n")
