@@ -12,6 +12,13 @@ Feature handling (paper App. D; probing_spec.md, section 6):
 Headline metrics: top1 (up), abs_rel (down), pose_error (down), average_jaccard (up),
 mean_iou (up).
 
+Heads: every kind takes `make_head`, a factory called with the kind's output spec; None keeps
+the paper's head, sized by `head_kwargs` (a bound factory brings its own settings):
+  classification  make_head(D, num_classes, num_frames=T) -> logits (b, k)   [AttentiveReadout]
+  depth           make_head(D, output_size) -> depth dict as DepthReadout     [DepthReadout]
+  camera pose     make_head(D) -> pose dict as PoseReadout                    [PoseReadout]
+  point / box     make_head(D, 'points' | 'boxes') -> dict as TrackingReadout [TrackingReadout]
+
 Every function bound into a Task is a module-level function (through functools.partial) so a
 Task pickles, e.g. into a worker process.
 """
@@ -93,10 +100,11 @@ def classification(name: str, datasets: Mapping[str, Any], num_classes: int, *,
                    head_kwargs: dict | None = None, make_head: Callable | None = None) -> Task:
     """Classification; metric top1 (higher is better).
 
-    make_head(feature_dim, num_classes, *, num_frames, **head_kwargs) -> a module mapping
-      activations (b, num_frames, h, w, D) to logits (b, num_classes); default AttentiveReadout
-      (readouts/attentive.py), e.g. LinearReadout (readouts/linear.py) for a linear probe.
-    head_kwargs: the head's sizes (AttentiveReadout: width, num_heads, num_queries; P = 768).
+    make_head(feature_dim, num_classes, *, num_frames) -> a module mapping activations
+      (b, num_frames, h, w, D) to logits (b, num_classes); None = AttentiveReadout
+      (readouts/attentive.py) sized by head_kwargs; e.g. LinearReadout (readouts/linear.py) for
+      a linear probe. A bound factory takes its own settings (gin: LinearReadout.pool = ...).
+    head_kwargs: the default head's sizes (width, num_heads, num_queries; P = 768).
     """
     if time_pool not in TIME_POOLS:
         raise ValueError(f"time_pool must be one of {TIME_POOLS}; received '{time_pool}'")
@@ -104,7 +112,7 @@ def classification(name: str, datasets: Mapping[str, Any], num_classes: int, *,
         name=name, datasets=datasets,
         make_head=functools.partial(_make_attentive, num_classes=num_classes,
                                     num_frames=num_frames, head_kwargs=dict(head_kwargs or {}),
-                                    make_head=make_head or AttentiveReadout),
+                                    make_head=make_head),
         head_inputs=functools.partial(_classification_inputs, image_task=image_task,
                                       time_pool=time_pool, num_frames=num_frames),
         loss=_classification_loss,
@@ -114,8 +122,10 @@ def classification(name: str, datasets: Mapping[str, Any], num_classes: int, *,
 
 
 def _make_attentive(feature_dim: int, *, num_classes: int, num_frames: int, head_kwargs: dict,
-                    make_head: Callable = AttentiveReadout):
-    return make_head(feature_dim, num_classes, num_frames=num_frames, **head_kwargs)
+                    make_head: Callable | None = None):
+    if make_head is not None:  # a bound factory brings its own settings (gin: Factory.param)
+        return make_head(feature_dim, num_classes, num_frames=num_frames)
+    return AttentiveReadout(feature_dim, num_classes, num_frames=num_frames, **head_kwargs)
 
 
 # ---- depth --------------------------------------------------------------------------------
@@ -162,7 +172,7 @@ def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int
         name=name, datasets=datasets,
         make_head=functools.partial(_make_depth, output_size=image_hw(image_size),
                                     head_kwargs=dict(head_kwargs or {}),
-                                    make_head=make_head or DepthReadout),
+                                    make_head=make_head),
         head_inputs=functools.partial(_depth_inputs, num_frames=num_frames),
         loss=functools.partial(_depth_loss, max_depth=max_depth),
         new_accumulator=functools.partial(_new_accumulator, AbsRelAccumulator,
@@ -170,8 +180,10 @@ def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int
         metric="abs_rel", higher_is_better=False)
 
 
-def _make_depth(feature_dim: int, *, output_size, head_kwargs: dict, make_head: Callable = DepthReadout):
-    return make_head(feature_dim, output_size, **head_kwargs)
+def _make_depth(feature_dim: int, *, output_size, head_kwargs: dict, make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim, output_size)
+    return DepthReadout(feature_dim, output_size, **head_kwargs)
 
 
 # ---- camera pose --------------------------------------------------------------------------
@@ -197,14 +209,16 @@ def camera_pose(name: str, datasets: Mapping[str, Any], *,
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_pose, head_kwargs=dict(head_kwargs or {}),
-                                    make_head=make_head or PoseReadout),
+                                    make_head=make_head),
         head_inputs=_pose_inputs, loss=_pose_loss,
         new_accumulator=functools.partial(_new_accumulator, PoseErrorAccumulator, _pose_unpack),
         metric="pose_error", higher_is_better=False)
 
 
-def _make_pose(feature_dim: int, *, head_kwargs: dict, make_head: Callable = PoseReadout):
-    return make_head(feature_dim, **head_kwargs)
+def _make_pose(feature_dim: int, *, head_kwargs: dict, make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim)
+    return PoseReadout(feature_dim, **head_kwargs)
 
 
 # ---- point tracks -------------------------------------------------------------------------
@@ -250,7 +264,7 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
         name=name, datasets=datasets,
         make_head=functools.partial(_make_tracking, kind="points",
                                     head_kwargs=dict(head_kwargs or {}),
-                                    make_head=make_head or TrackingReadout),
+                                    make_head=make_head),
         head_inputs=functools.partial(_point_inputs, image_size=size, num_frames=num_frames),
         loss=functools.partial(_point_loss, image_size=size),
         new_accumulator=functools.partial(
@@ -260,8 +274,10 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
 
 
 def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict,
-                   make_head: Callable = TrackingReadout):
-    return make_head(feature_dim, kind, **head_kwargs)
+                   make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim, kind)
+    return TrackingReadout(feature_dim, kind, **head_kwargs)
 
 
 # ---- box tracks ---------------------------------------------------------------------------
@@ -298,7 +314,7 @@ def box_tracks(name: str, datasets: Mapping[str, Any], *, num_frames: int = 17,
         name=name, datasets=datasets,
         make_head=functools.partial(_make_tracking, kind="boxes",
                                     head_kwargs=dict(head_kwargs or {}),
-                                    make_head=make_head or TrackingReadout),
+                                    make_head=make_head),
         head_inputs=functools.partial(_box_inputs, num_frames=num_frames),
         loss=_box_loss,
         new_accumulator=functools.partial(_new_accumulator, BoxIoUAccumulator, _box_unpack),
