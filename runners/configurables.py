@@ -86,18 +86,19 @@ for _analog, _gin_name in SYNTHETIC_NAMES.items():
 # Each name builds one real-dataset Task; its location argument (`root`, or `tapvid_pickle` and
 # `kubric` for PointTracking) has no default, so gin reports it when a config leaves it unset.
 # The configs in gin/tasks/real/ bind it to a required CAPS macro and bind `TASK = @Name()`.
-for _fn, _name in [
-    (real_builders.imagenet, "ImageNet"),
-    (real_builders.places365, "Places365"),
-    (real_builders.inat2018, "INat2018"),
-    (real_builders.kinetics400, "Kinetics400"),
-    (real_builders.kinetics700, "Kinetics700"),
-    (real_builders.ssv2, "SSv2"),
-    (real_builders.scannet_depth, "ScanNetDepth"),
-    (real_builders.realestate10k, "RealEstate10K"),
-    (real_builders.point_tracking, "PointTracking"),
-    (real_builders.waymo_boxes, "WaymoBoxes"),
-]:
+REAL_NAMES = {
+    "ImageNet": real_builders.imagenet,
+    "Places365": real_builders.places365,
+    "INat2018": real_builders.inat2018,
+    "Kinetics400": real_builders.kinetics400,
+    "Kinetics700": real_builders.kinetics700,
+    "SSv2": real_builders.ssv2,
+    "ScanNetDepth": real_builders.scannet_depth,
+    "RealEstate10K": real_builders.realestate10k,
+    "PointTracking": real_builders.point_tracking,
+    "WaymoBoxes": real_builders.waymo_boxes,
+}
+for _name, _fn in REAL_NAMES.items():
     gin.external_configurable(_fn, _name, module="tasks.real")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import json
 import logging
 import os
@@ -30,7 +31,23 @@ import gin
 from walt.checkpoint import write_text_atomic  # noqa: F401  (re-exported for the commands)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SEARCH_PATH = REPO_ROOT / "gin"
+GIN_PACKAGE = "walt_probe_gin"  # the gin/ folder's name in an installed wheel (pyproject.toml)
+
+
+def _default_search_path() -> Path:
+    """The repository's gin/ folder, or, when installed from a wheel, the same files shipped as
+    the package data folder `walt_probe_gin` (gin/ itself has no __init__.py: it must never
+    shadow the `gin` package)."""
+    repo = REPO_ROOT / "gin"
+    if repo.is_dir():
+        return repo
+    spec = importlib.util.find_spec(GIN_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return repo
+
+
+DEFAULT_SEARCH_PATH = _default_search_path()
 
 _SHORTHAND = re.compile(r"^--gin\.([^=]+)=(.*)$", re.DOTALL)
 
@@ -150,6 +167,12 @@ def _explain(binding: str, err: Exception) -> str:
         hint = f" Did you mean: {', '.join(near)}?" if near else (
             f" Valid parameters: {', '.join(params)}." if params else "")
         return f"'{m.group(1)}' has no parameter '{m.group(2)}' (binding '{binding}').{hint}"
+    if "malformed node or string" in msg and "=" in binding:
+        # gin evaluates the value as a Python literal: a bare word is a name, not a string.
+        lhs, rhs = (part.strip() for part in binding.split("=", 1))
+        return (f"binding '{binding}': the value {rhs} is not a Python literal (a bare word is "
+                f"not a string). Quote it: --gin.{lhs}=\"'{rhs}'\" (or "
+                f"--gin_bindings=\"{lhs} = '{rhs}'\"); references are written @Name() or %MACRO.")
     return f"cannot parse gin binding '{binding}': {msg}"
 
 
