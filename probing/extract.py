@@ -106,6 +106,20 @@ def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_wo
         return writer.commit({"backbone_batches": passes, "seconds": round(time.time() - t0, 3)})
 
 
+# The Probe settings that decide which cache entry a probe reads: the key's fields (cache_key),
+# the folder, the stored block set, and whether the cache is used at all. Every other Probe
+# setting changes only the readout; probing/probe.py derives READOUT_ONLY_FIELDS from this, and
+# the sweep its readout-only grid axes (grid points differing only there share one entry).
+ENTRY_FIELDS = ("backbone", "task", "timestep", "cache_dtype", "noise_seed", "cache_dir",
+                "cache_blocks", "use_cache")
+
+
+def ensure_probe_entry(probe, split: str, blocks: Sequence[int]) -> tuple[fc.CacheEntry, bool]:
+    """`ensure_entry` with a Probe's settings (probing/probe.py): (entry, created)."""
+    return ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks, probe.cache_dir,
+                        probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
+
+
 def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int], root,
                  dtype: str = "float16", noise_seed: int = 0, batch_size: int = 32,
                  num_workers: int = 0) -> tuple[fc.CacheEntry, bool]:

@@ -96,6 +96,10 @@ class Probe:
         return self
 
 
+# Probe settings that change only the readout, not the cached activations (see ENTRY_FIELDS).
+READOUT_ONLY_FIELDS = tuple(f.name for f in dataclasses.fields(Probe) if f.name not in extract.ENTRY_FIELDS)
+
+
 def check(probe: Probe) -> Probe:
     """Clear errors for what is missing or out of range (see Probe.validate)."""
     missing = [f for f in ("backbone", "task") if getattr(probe, f) is None]
@@ -184,9 +188,7 @@ class FeatureSource:
         if probe.use_cache:
             blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
             for split in ("train", "val"):
-                entry, created = extract.ensure_entry(
-                    self.backbone, self.task, split, probe.timestep, blocks, probe.cache_dir,
-                    probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
+                entry, created = extract.ensure_probe_entry(probe, split, blocks)
                 self.entries[split] = entry
                 if created:
                     self.created.append(entry)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from probing.extract import ConfigError, ensure_entry, resolve_block
+from probing.extract import ConfigError, ensure_probe_entry, resolve_block
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -54,9 +54,7 @@ def main(args, gin_args) -> int:
         return 2
     for split in args.split or ["train", "val"]:
         try:
-            entry, created = ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
-                                          probe.cache_dir, probe.cache_dtype, probe.noise_seed,
-                                          probe.eval_batch_size, probe.num_workers)
+            entry, created = ensure_probe_entry(probe, split, blocks)
         except KeyError as err:
             print(f"walt-probe extract: {err.args[0]}", file=sys.stderr)
             return 2

@@ -34,16 +34,17 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from runners import configurables, gin_setup, trial  # noqa: F401  configurables: registers every name in a Ray worker
+from probing.probe import READOUT_ONLY_FIELDS
 from probing.result import code_fingerprint  # noqa: F401  (sweep.json records it)
 from runners.bindings import render_value, to_bindings, trial_key  # noqa: F401
 from runners.settings import Sweep
 
 BLOCK_KEY = "Probe.block"
 # Bindings that change only the readout, not the captured activations: grid points that differ
-# only in these share one feature-cache entry (and one preparation task).
-READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size",
-                "Probe.log_every", "Probe.num_workers", "Run.seed", "Run.output_dir")
-READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
+# only in these share one feature-cache entry (and one preparation task). The Probe part is
+# derived from the cache key's fields (probing/extract.py ENTRY_FIELDS), not kept by hand.
+READOUT_ONLY = (*(f"Probe.{name}" for name in READOUT_ONLY_FIELDS), "Run.seed", "Run.output_dir")
+READOUT_ONLY_PREFIXES = ("PaperOptimizer.", "LinearReadout.")
 
 
 # ----------------------------------------------------------------------------- bindings
@@ -118,15 +119,13 @@ def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
     probe = trial.build_probe()
     if not probe.use_cache:
         return {"split": split, "skipped": "Probe.use_cache is off"}
-    run = __import__("gin").get_configurable("Run")()
+    run = configurables.Run()
     trial.place_backbone(probe.backbone, run.torch_device())
     # The grid's block axis (Probe.cache_blocks); the gin file's own block only without one.
     blocks = extract.valid_blocks(list(probe.cache_blocks) or [probe.block], probe.backbone.num_blocks)
     if not blocks:
         return {"split": split, "skipped": "no valid block in this grid point"}
-    entry, created = extract.ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
-                                          probe.cache_dir, probe.cache_dtype, probe.noise_seed,
-                                          probe.eval_batch_size, probe.num_workers)
+    entry, created = extract.ensure_probe_entry(probe, split, blocks)
     return {"split": split, "path": str(entry.path), "created": created, "blocks": list(entry.blocks),
             "backbone_batches": entry.manifest.get("backbone_batches", 0) if created else 0}
 
