@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from pathlib import Path
 
@@ -23,17 +22,11 @@ from pretraining.artifacts import (contact_sheet, count_training_flops, device_d
 from pretraining.data import (LatentBank, datasets_from, fingerprint_clips, iter_unit_batches,
                                    load_clips, tokenizer_batch)
 from pretraining.loop import Dist, LoopConfig, Trainer, close_dist, init_dist, latest_checkpoint
-from walt.training import (Reconstruct, diffusion_loss, latent_statistics, psnr, tokenizer_loss,
+from walt.training import (Reconstruct, seed_everything, diffusion_loss, latent_statistics, psnr, tokenizer_loss,
                            uint8_to_unit, unit_to_uint8)
 
 NUM_TIMESTEPS = 1000
 VAL_TIMESTEPS = (100, 300, 500, 700, 900)
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def _loop_config(cfg) -> LoopConfig:
@@ -113,7 +106,7 @@ def run_stage(cfg, run, save_config=None, *, resume: bool = False, stop_after: i
     """Runs cfg.stage in this process (one rank of a torchrun job, or alone); returns run.json's dict."""
     d = init_dist(run.torch_device())
     try:
-        _seed_all(run.seed)
+        seed_everything(run.seed)
         stage = tokenizer_stage if cfg.stage == "tokenizer" else diffusion_stage
         result = stage(cfg, run, save_config, d, resume=resume, stop_after=stop_after)
         result["is_main"] = d.is_main

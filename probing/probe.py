@@ -24,13 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import random
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -40,6 +38,7 @@ from probing.progress import Progress
 from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint, failed
 from readouts.optim import paper_optimizer
 from walt.checkpoint import write_text_atomic
+from walt.training import seed_everything  # noqa: F401  (the one seeding helper)
 
 ConfigError = extract.ConfigError
 
@@ -154,14 +153,6 @@ def place_backbone(backbone, device: torch.device) -> None:
     for module in modules:
         if isinstance(module, torch.nn.Module):
             module.to(device).eval().requires_grad_(False)
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seeds python, numpy and torch; returns a CPU generator seeded alike (batch order)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def _to(batch: dict, device) -> dict:

@@ -94,10 +94,9 @@ def test_latent_statistics_match_torch():
 
 def test_device_side_coefficients_match_the_schedule():
     from walt.noise import NoiseSchedule
-    from walt.training import _coefficients
     schedule = NoiseSchedule("linear")
     z0, noise = torch.randn(4, 8, 5, 4, 4), torch.randn(4, 8, 5, 4, 4)
     t = torch.tensor([0, 10, 500, 999])
-    a, s = _coefficients(schedule, t, z0)
+    a, s = schedule.coefficients_on_device(t, z0)
     torch.testing.assert_close(a * z0 + s * noise, schedule.add_noise(z0, noise, t))
     torch.testing.assert_close(a * noise - s * z0, schedule.velocity(z0, noise, t))
