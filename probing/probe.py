@@ -47,7 +47,7 @@ ConfigError = extract.ConfigError
 class Probe:
     """One probe run's settings (gin: `Probe.<field>`).
 
-    backbone: a frozen Backbone (`@Backbone()`), see walt/backbone.py.
+    backbone: a frozen Backbone (`@Backbone()`), see backbones/base.py (WALT: backbones/walt.py).
     task: a Task (`%TASK`, set by gin/tasks/**.gin), see tasks/task.py.
     block: block to read (int; 0 = embedding output, 1..L) or a float fraction of depth (0.66).
     timestep: diffusion timestep t in [0, 1000) the latents are noised to.

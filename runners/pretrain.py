@@ -9,7 +9,7 @@ The stage (`Pretrain.stage`) picks what is trained:
   tokenizer: causal 3-D CNN autoencoder on clips (reconstruction + latent-norm term), then the
     latent normalisation statistics; reports held-out PSNR.
   diffusion: WALT with `Pretrain.variant` ('video' = V-WALT, 'image' = I-WALT) on latents of
-    the same clips, v-prediction (walt/training.py; the batches: runners/pretrain_data.py).
+    the same clips, v-prediction (walt/training.py; the batches: pretraining/data.py).
 
 Outputs under Run.output_dir: checkpoints/ (resumable, with optimizer state), export/
 (safetensors + JSON sidecars through walt.checkpoint at every named fraction and at the end),
