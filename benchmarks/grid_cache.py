@@ -87,7 +87,7 @@ def run_grid(use_cache: bool, work: Path) -> dict:
                     f"Probe.use_cache = {use_cache}", f"Probe.cache_dir = '{work / 'cache'}'",
                     f"Probe.cache_blocks = {BLOCKS!r}",
                     f"Run.output_dir = '{work / ('cached' if use_cache else 'live') / f'b{block}_t{t}'}'"])
-                values.append(m["value"])
+                values.append(m.value)
         wall = time.perf_counter() - t0
     return {"wall_s": wall, "calls": count.calls, "examples": count.examples, "values": values,
             "trials": len(values)}
@@ -335,7 +335,7 @@ def scaled_main(args) -> int:
                         f"Probe.use_cache = {use_cache}", f"Probe.cache_dir = '{work / 'cache'}'",
                         f"Run.output_dir = '{work / ('cached' if use_cache else 'naive') / f'b{block}_t{t}'}'",
                         *more])
-                    rows.append(m)
+                    rows.append(m.to_dict())  # a ProbeResult (probing/result.py)
             return time.perf_counter() - t0, c.calls, c.examples, rows
 
     # (iii) + (ii): the grid from an empty cache.
