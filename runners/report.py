@@ -66,6 +66,10 @@ def _row(run_dir: Path, experiment: str, bindings: Mapping, r: ProbeResult | Non
     for field, key in FIELD_BINDINGS.items():
         if row.get(field) is None and key in bindings:
             row[field] = bindings[key]
+    # A trial that failed before resolving its block is drawn at the block index it asked for
+    # (its own setting; a depth fraction names no index, so that stays unknown).
+    if row["block"] is None and isinstance(row["block_spec"], int) and not isinstance(row["block_spec"], bool):
+        row["block"] = row["block_spec"]
     return row
 
 
