@@ -18,7 +18,6 @@ resumed run reproduce an uninterrupted one exactly).
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Callable, Optional
 
@@ -59,19 +58,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> t
     """
     mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(data_range ** 2 / mse.clamp_min(1e-10))
-
-
-def warmup_cosine(step: int, *, steps: int, warmup: int, final_ratio: float = 0.01) -> float:
-    """Learning-rate factor: linear warmup over `warmup` steps, then cosine to `final_ratio`.
-
-    step counts optimizer updates already taken (0 for the first update); the factor of the
-    first update is 1 / warmup, so no update is taken at lr 0.
-    """
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, steps - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------- tokenizer
