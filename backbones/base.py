@@ -139,11 +139,11 @@ def resolve_blocks(spec, num_blocks: int) -> list[int]:
             raise ValueError(f"block spec {item!r} is a bool; give an int or a fraction")
         if isinstance(item, float):
             if not 0.0 <= item <= 1.0:
-                raise ValueError(f"fractional block {item} must lie in [0, 1] (ints are indices)")
+                raise ValueError(f"fractional block {item} is outside [0, 1] (ints are block indices)")
             item = round(item * num_blocks)
         item = int(item)
         if not 0 <= item <= num_blocks:
-            raise ValueError(f"block {item} out of range: this backbone has blocks 0..{num_blocks}")
+            raise ValueError(f"block {item} does not exist: this backbone has blocks 0..{num_blocks}")
         out.add(item)
     if not out:
         raise ValueError("no blocks requested")

@@ -37,8 +37,9 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from probing import probe as engine  # noqa: E402
 from runners import gin_setup, trial  # noqa: E402
-from walt.backbone import WALTBackbone  # noqa: E402
+from backbones.walt import WALTBackbone  # noqa: E402
 
 BLOCKS = [0, 1, 2, 3, 4, 0.5]
 TIMESTEPS = [0, 200, 500]
@@ -86,7 +87,7 @@ def run_grid(use_cache: bool, work: Path) -> dict:
                     f"Probe.use_cache = {use_cache}", f"Probe.cache_dir = '{work / 'cache'}'",
                     f"Probe.cache_blocks = {BLOCKS!r}",
                     f"Run.output_dir = '{work / ('cached' if use_cache else 'live') / f'b{block}_t{t}'}'"])
-                values.append(m["value"])
+                values.append(m.value)
         wall = time.perf_counter() - t0
     return {"wall_s": wall, "calls": count.calls, "examples": count.examples, "values": values,
             "trials": len(values)}
@@ -212,11 +213,11 @@ def _calibrate(args, files, bindings) -> dict:
     feats = backbone.features(video, 200, blocks, seeds=torch.arange(b))  # warm-up (and compile)
     shape = tuple(feats[0].shape[1:])
     del feats
-    trial._sync(device)
+    engine._sync(device)
     t0 = time.perf_counter()
     feats = backbone.features(video, 200, blocks, seeds=torch.arange(b))
     {k: v.to("cpu", torch.float16) for k, v in feats.items()}  # the cache's copy to the host
-    trial._sync(device)
+    engine._sync(device)
     pass_s = (time.perf_counter() - t0) / b
     del feats
     # Readout steps on random features of the real shape.
@@ -227,13 +228,13 @@ def _calibrate(args, files, bindings) -> dict:
     batch = {"label": torch.zeros(args.batch, dtype=torch.long, device=device)}
     for i in range(13):
         if i == 3:
-            trial._sync(device)
+            engine._sync(device)
             t0 = time.perf_counter()
         loss = task.loss(task_head(*task.head_inputs(x, batch)), batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    trial._sync(device)
+    engine._sync(device)
     step_s = (time.perf_counter() - t0) / 10
     return {"build_s": build_s, "pass_s": pass_s, "step_s": step_s, "L": L, "D": D, "shape": shape,
             "clip_bytes": FEATURE_BYTES * math.prod(shape)}
@@ -307,7 +308,7 @@ def scaled_main(args) -> int:
     trial.place_backbone(probe.backbone, device)
 
     # (i) T passes alone.
-    from runners import extract
+    from probing import extract
     alone = work / "cache_alone"
     with CountingFeatures() as count:
         t0 = time.perf_counter()
@@ -315,7 +316,7 @@ def scaled_main(args) -> int:
             for split in ("train", "val"):
                 extract.ensure_entry(probe.backbone, probe.task, split, t, blocks, alone,
                                      probe.cache_dtype, 0, probe.eval_batch_size, 0)
-        trial._sync(device)
+        engine._sync(device)
         passes_s = time.perf_counter() - t0
     passes_alone = count.examples / clips
     shutil.rmtree(alone, ignore_errors=True)
@@ -334,7 +335,7 @@ def scaled_main(args) -> int:
                         f"Probe.use_cache = {use_cache}", f"Probe.cache_dir = '{work / 'cache'}'",
                         f"Run.output_dir = '{work / ('cached' if use_cache else 'naive') / f'b{block}_t{t}'}'",
                         *more])
-                    rows.append(m)
+                    rows.append(m.to_dict())  # a ProbeResult (probing/result.py)
             return time.perf_counter() - t0, c.calls, c.examples, rows
 
     # (iii) + (ii): the grid from an empty cache.

@@ -39,7 +39,9 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
-from runners import extract, gin_setup, trial  # noqa: E402
+from probing import extract  # noqa: E402
+from probing import probe as engine  # noqa: E402
+from runners import gin_setup, trial  # noqa: E402
 
 PRESETS = {
     "gpu": (["experiments/probe_motion_small.gin", "backbones/284m.gin"],
@@ -107,16 +109,16 @@ def setup(files, bindings):
 
 def train_once(probe, run, device, block, timed: bool) -> dict:
     """One readout training on cached features; timings per step or the free-running wall time."""
-    gen = trial._seed_everything(run.seed)
+    gen = engine.seed_everything(run.seed)
     head = probe.task.make_head(int(probe.backbone.feature_dim)).to(device)
-    source = trial.FeatureSource(probe, block, gen)
+    source = engine.FeatureSource(probe, block, gen)
     next(source.epoch("train", probe.batch_size, train=True))  # load the block before timing
     timings = [] if timed else None
-    trial._sync(device)
+    engine._sync(device)
     with UtilSampler(device) as util:
         t0 = time.perf_counter()
-        status, error, _ = trial._train(probe, head, source, device, NullWriter(), timings)
-        trial._sync(device)
+        status, error, _ = engine.fit_readout(probe, head, source, device, NullWriter(), timings)
+        engine._sync(device)
         wall = time.perf_counter() - t0
     if status != trial.STATUS_OK:
         raise RuntimeError(f"readout training {status}: {error}")
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", choices=sorted(PRESETS), default="gpu")
     parser.add_argument("--steps", type=int, default=300, help="readout steps per measurement")
     parser.add_argument("--heads", nargs="+", choices=sorted(HEADS), default=["narrow", "paper"])
-    parser.add_argument("--residences", nargs="+", choices=list(trial.RESIDENCES),
+    parser.add_argument("--residences", nargs="+", choices=list(engine.RESIDENCES),
                         default=["stream", "auto"])
     parser.add_argument("--cache_dir", default=None, help="feature cache (default: a temporary folder)")
     parser.add_argument("--out", default=None, help="also write the table to this file")
@@ -154,11 +156,11 @@ def main(argv=None) -> int:
     probe, run, device, block = setup(files, base)
     build_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    source = trial.FeatureSource(probe, block, torch.Generator())
-    trial._sync(device)
+    source = engine.FeatureSource(probe, block, torch.Generator())
+    engine._sync(device)
     fill_s = time.perf_counter() - t0
     entry = source.entries["train"]
-    info = trial.backbone_info(probe.backbone)
+    info = engine.backbone_info(probe.backbone)
     head_text = f"{len(args.heads)} heads"
 
     rows = []

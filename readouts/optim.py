@@ -3,6 +3,9 @@
 Schedule as optax's `warmup_cosine_decay_schedule` with decay_steps = total steps:
   lr(s) = peak * s / W                                              for s < W
   lr(s) = final + (peak - final) * (1 + cos(pi * (s - W) / (S - W))) / 2   for W <= s <= S
+
+`warmup_cosine` is the project's one learning-rate schedule (readouts here; pretraining's loop
+calls it with count_from=1, peak=1 as a factor of its base lr).
 """
 
 from __future__ import annotations
@@ -17,10 +20,18 @@ import torch
 MAX_WARMUP_FRACTION = 0.1
 
 
-def warmup_cosine(step: int, *, steps: int, warmup: int, peak: float, final: float) -> float:
-    """Learning rate at `step` (0-based) of a `steps`-long run."""
+def warmup_cosine(step: int, *, steps: int, warmup: int, peak: float = 1.0, final: float = 0.0,
+                  count_from: int = 0) -> float:
+    """The learning rate (or, with peak = 1, the lr factor) at `step` of a `steps`-long run.
+
+    step: optimizer updates already taken (0 for the first update).
+    warmup: W, linear warm-up steps: lr = peak * (step + count_from) / W for step < W, so
+      count_from = 0 gives optax's schedule (the first update at lr 0; the readouts) and
+      count_from = 1 starts at peak / W (no update wasted at lr 0; pretraining).
+    Then cosine from peak at step W to `final` at step `steps` (held at `final` beyond).
+    """
     if step < warmup:
-        return peak * step / warmup
+        return peak * (step + count_from) / warmup
     progress = min(1.0, (step - warmup) / max(1, steps - warmup))
     return final + (peak - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "baseline": ("runners.baseline", "score a task's trivial (input-free) predictor for the report"),
     "report": ("runners.report", "collect sweep results into a CSV, the paper's plots, summary.md"),
     "visualize": ("runners.visualize", "parameter tables, contact sheets, PCA of features"),
+    "list": ("runners.listing", "what can be bound: tasks, backbones, sizes, experiments, macros"),
 }
 
 
@@ -70,6 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         gin_args = gin_setup.gin_args_from(args)
         if getattr(module, "USES_GIN", True):
+            from runners import configurables  # noqa: F401  registers every name (imports torch)
             gin_setup.parse(gin_args)
     except gin_setup.GinError as err:
         print(f"walt-probe {args.command}: gin error: {err}", file=sys.stderr)

@@ -1,17 +1,117 @@
 """Registers every gin configurable of the project, in one place, under short names.
 
-Library code (`walt/`, `readouts/`, `tasks/`) never imports gin; the `runners/gin_*.py`
-modules wrap its constructors with `gin.external_configurable`. Importing this module in a
-process (the CLI, every Ray trial) makes all names available before any gin file is parsed.
+Library code (`walt/`, `backbones/`, `readouts/`, `tasks/`, `probing/`, `pretraining/`) never
+imports gin: its constructors and entry functions take plain Python arguments, and this module
+wraps them with `gin.external_configurable` (t5x style). Importing it in a process (the CLI,
+every Ray trial) makes all names available before any gin file is parsed.
+
+Sections: settings and entry points; backbones (one line per backbone builder); the WALT model's
+parts; readouts and task kinds; synthetic tasks; real tasks; pretraining; search spaces.
 """
 
 import gin
 
+import search_spaces
+from backbones.build import build_backbone
+from probing.probe import Probe as _Probe
+from readouts import optim
+from readouts.linear import LinearReadout
 from runners import settings
+from runners.pretrain import Pretrain as _Pretrain
+from pretraining.synthetic import SyntheticClips as _SyntheticClips
+from tasks import kinds
+from tasks.real import builders as real_builders
+from tasks.synthetic import builders as synthetic_builders
+from walt.noise import NoiseSchedule
+from walt.tokenizer import Tokenizer
+from walt.transformer import WALT
 
-# Commands build their settings through this wrapped class so gin bindings apply.
+# ----------------------------------------------------------------------------- settings, entry points
+# `Run`: output folder, seed, device of every command. `Probe`: one probe run's settings
+# (probing/probe.py). `Pretrain`: every setting of `walt-probe pretrain`. (`Sweep` is below.)
 Run = gin.external_configurable(settings.Run, "Run")
+Probe = gin.external_configurable(_Probe, "Probe")
+Pretrain = gin.external_configurable(_Pretrain, "Pretrain")
 
-# One registration module per library folder, each owned by that folder's maintainers.
-from runners import gin_walt, gin_readouts, gin_tasks, gin_tasks_real, gin_runners  # noqa: E402,F401
-from runners import gin_pretrain  # noqa: E402,F401
+# ----------------------------------------------------------------------------- backbones
+# One line per backbone builder: `backbone = @Name()` in gin/backbones/*.gin. A builder takes
+# plain arguments and returns an object implementing backbones/base.py's Backbone.
+#   Backbone: WALT (backbones/build.py): Backbone.size, .variant, .walt_checkpoint, ...;
+#   --gin.Backbone.compile=True runs feature capture through torch.compile (same cache key).
+BACKBONES = {
+    "Backbone": build_backbone,
+}
+for _name, _builder in BACKBONES.items():
+    gin.external_configurable(_builder, _name)
+
+# ----------------------------------------------------------------------------- the WALT model's parts
+gin.external_configurable(Tokenizer, "Tokenizer", module="walt")
+gin.external_configurable(Tokenizer.from_size, "TokenizerFromSize", module="walt")
+gin.external_configurable(WALT, "WALT", module="walt")
+gin.external_configurable(WALT.from_size, "WALTFromSize", module="walt")
+gin.external_configurable(NoiseSchedule, "NoiseSchedule", module="walt")
+
+# ----------------------------------------------------------------------------- readouts, task kinds
+# Task kinds (task builders call them, or a gin file binds them with a `datasets` mapping) and
+# the optimiser: `PaperOptimizer` (AdamW + warm-up cosine; `PaperOptimizer.warmup = 100` etc.).
+gin.external_configurable(kinds.classification, "Classification")
+gin.external_configurable(kinds.depth, "Depth")
+gin.external_configurable(kinds.camera_pose, "CameraPose")
+gin.external_configurable(kinds.point_tracks, "PointTracks")
+gin.external_configurable(kinds.box_tracks, "BoxTracks")
+gin.external_configurable(optim.paper_optimizer, "PaperOptimizer")
+# Readout heads a task kind's `make_head` can be bound to (default: the kind's own head), e.g.
+# `SyntheticObjects.make_head = @LinearReadout` and `LinearReadout.pool = 'mean'`.
+gin.external_configurable(LinearReadout, "LinearReadout")
+
+# ----------------------------------------------------------------------------- synthetic tasks
+# Each with cache_dir, num_train, num_val, image_size, num_frames, seed, num_proc, device
+# ('cpu', 'cuda' or 'auto': where the splits render; part of the cache key), head_kwargs.
+SYNTHETIC_NAMES = {
+    "objects": "SyntheticObjects",
+    "scenes": "SyntheticScenes",
+    "finegrained": "SyntheticFineGrained",
+    "appearance": "SyntheticAppearanceActions",
+    "appearance_xl": "SyntheticAppearanceActionsXL",
+    "motion": "SyntheticMotionActions",
+    "depth": "SyntheticDepth",
+    "pose": "SyntheticCameraPose",
+    "point_tracks": "SyntheticPointTracks",
+    "box_tracks": "SyntheticBoxTracks",
+}
+for _analog, _gin_name in SYNTHETIC_NAMES.items():
+    gin.external_configurable(synthetic_builders.BUILDERS[_analog], _gin_name)
+
+# ----------------------------------------------------------------------------- real tasks
+# Each name builds one real-dataset Task; its location argument (`root`, or `tapvid_pickle` and
+# `kubric` for PointTracking) has no default, so gin reports it when a config leaves it unset.
+# The configs in gin/tasks/real/ bind it to a required CAPS macro and bind `TASK = @Name()`.
+REAL_NAMES = {
+    "ImageNet": real_builders.imagenet,
+    "Places365": real_builders.places365,
+    "INat2018": real_builders.inat2018,
+    "Kinetics400": real_builders.kinetics400,
+    "Kinetics700": real_builders.kinetics700,
+    "SSv2": real_builders.ssv2,
+    "ScanNetDepth": real_builders.scannet_depth,
+    "RealEstate10K": real_builders.realestate10k,
+    "PointTracking": real_builders.point_tracking,
+    "WaymoBoxes": real_builders.waymo_boxes,
+}
+for _name, _fn in REAL_NAMES.items():
+    gin.external_configurable(_fn, _name, module="tasks.real")
+
+
+# ----------------------------------------------------------------------------- pretraining
+def task_videos(task, split: str = "train"):
+    """The dataset of `split` of a Task (its items' 'video' is what pretraining reads)."""
+    return task.split(split)
+
+
+gin.external_configurable(task_videos, "TaskVideos")
+gin.external_configurable(_SyntheticClips, "SyntheticClips")
+
+# ----------------------------------------------------------------------------- sweeps
+gin.external_configurable(settings.Sweep, "Sweep")
+for _name, _fn in search_spaces.SPACES.items():
+    gin.external_configurable(_fn, _name)

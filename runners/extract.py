@@ -1,129 +1,16 @@
 """`walt-probe extract`: capture the activations of every block a grid needs, at one t, into the cache.
 
-One backbone pass per batch yields all requested blocks (the backbone runs only up to the
-deepest one), so caching an L-block x T-timestep grid costs T passes over each split. The noise
-is fixed per example (seed = item index + NOISE_STRIDE * noise_seed), so the cached features are
-exactly those a probe would compute on the fly with the same settings.
-
   walt-probe extract --gin_file=experiments/probe_objects.gin [--split train --split val]
                      [--blocks 0,2,4] [--gin.Probe.timestep=200]
 
-Library API (used by `probe` and by the sweep's cache-preparation Ray tasks):
-  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed) -> CacheKey
-  ensure_entry(backbone, task, split, timestep, blocks, root, ...) -> (CacheEntry, created: bool)
+The work is probing/extract.py's `ensure_entry`; this module reads the probe's settings from gin.
 """
 
 from __future__ import annotations
 
 import sys
-import time
-from typing import Sequence
 
-import torch
-from torch.utils.data import DataLoader
-
-from runners import feature_cache as fc
-from runners.progress import Progress
-
-class ConfigError(ValueError):
-    """The probe's configuration cannot work (missing component, block out of range, ...)."""
-
-
-NOISE_STRIDE = 1_000_003  # > any split size here, so noise seeds of different noise_seed never collide
-
-
-def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
-    """(b,) long seeds of the fixed evaluation noise of each example (its index, offset by noise_seed)."""
-    if "index" not in batch:
-        raise KeyError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
-                       "it seeds the fixed noise that makes features reproducible and cacheable")
-    return torch.as_tensor(batch["index"]).long() + NOISE_STRIDE * int(noise_seed)
-
-
-def resolve_block(spec, num_blocks: int) -> int:
-    """A block index from an int (0 = embedding output, 1..L) or a fraction of depth in [0, 1].
-
-    Ints are taken as given, floats as fractions (0.66 of 12 blocks -> 8); 1 and 1.0 differ.
-    """
-    if isinstance(spec, bool) or not isinstance(spec, (int, float)):
-        raise ConfigError(f"block must be an int or a fraction of depth, got {spec!r}")
-    if isinstance(spec, float):
-        if not 0.0 <= spec <= 1.0:
-            raise ConfigError(f"block fraction {spec} is outside [0, 1]; give an int for an absolute block")
-        return int(round(spec * num_blocks))
-    if not 0 <= spec <= num_blocks:
-        raise ConfigError(f"block {spec} does not exist: this backbone has blocks 0..{num_blocks} "
-                         f"(0 = embedding output)")
-    return int(spec)
-
-
-def valid_blocks(specs: Sequence, num_blocks: int) -> list[int]:
-    """The resolvable blocks among `specs` (a grid's block axis); invalid specs are skipped here
-    and fail in the trial that asks for them, with their own message."""
-    out = set()
-    for spec in specs:
-        try:
-            out.add(resolve_block(spec, num_blocks))
-        except ConfigError:
-            pass
-    return sorted(out)
-
-
-def cache_key(backbone, task, split: str, timestep: int, blocks: Sequence[int],
-              dtype: str = "float16", noise_seed: int = 0) -> fc.CacheKey:
-    """The cache key of `task`'s split seen through `backbone` at `timestep`."""
-    preprocessing = {"dtype": dtype, "noise": "fixed-per-index", "noise_seed": int(noise_seed),
-                     "noise_stride": NOISE_STRIDE}
-    return fc.CacheKey(backbone=str(backbone.fingerprint), timestep=int(timestep),
-                       dataset=fc.dataset_identity(task.name, split, task.split(split)),
-                       split=split, preprocessing=preprocessing, blocks=tuple(blocks))
-
-
-def device_of(backbone) -> torch.device:
-    for attr in ("device",):
-        if isinstance(getattr(backbone, attr, None), torch.device):
-            return getattr(backbone, attr)
-    params = getattr(backbone, "parameters", None)
-    if callable(params):
-        for p in params():
-            return p.device
-    return torch.device("cpu")
-
-
-def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_workers: int = 0,
-            shard_size: int = 512, log_every_s: float = 30.0) -> fc.CacheEntry:
-    """Runs the backbone once per batch over key.split and commits a new cache entry."""
-    dataset = task.split(key.split)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    device = device_of(backbone)
-    t0 = time.time()
-    passes = 0
-    with fc.CacheWriter(root, key, dtype=key.preprocessing["dtype"], shard_size=shard_size) as writer:
-        bar = Progress(len(loader), f"extract {task.name}/{key.split} t={key.timestep}", log_every_s)
-        with torch.no_grad():
-            for batch in loader:
-                seeds = noise_seeds(batch, key.preprocessing["noise_seed"]).to(device)
-                feats = backbone.features(batch["video"].to(device), key.timestep, list(key.blocks), seeds=seeds)
-                passes += 1
-                writer.add({b: feats[b] for b in key.blocks}, batch)
-                bar.update()
-        bar.close()
-        return writer.commit({"backbone_batches": passes, "seconds": round(time.time() - t0, 3)})
-
-
-def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int], root,
-                 dtype: str = "float16", noise_seed: int = 0, batch_size: int = 32,
-                 num_workers: int = 0) -> tuple[fc.CacheEntry, bool]:
-    """The cache entry holding all `blocks` for this split and t; extracts it if missing.
-
-    Returns (entry, created). An existing entry with a superset of the blocks is reused.
-    """
-    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed)
-    entry = fc.CacheEntry.find(root, key)
-    if entry is not None:
-        return entry, False
-    return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True
-
+from probing.extract import ConfigError, ensure_probe_entry, resolve_block
 
 # ----------------------------------------------------------------------------- CLI
 
@@ -150,16 +37,15 @@ def _parse_blocks(text: str) -> list:
 
 
 def main(args, gin_args) -> int:
-    from runners import trial
-
-    import gin
+    from probing.probe import place_backbone
+    from runners import configurables, trial
 
     try:
         probe = trial.build_probe()
     except ConfigError as err:
         print(f"walt-probe extract: {err}", file=sys.stderr)
         return 2
-    trial.place_backbone(probe.backbone, gin.get_configurable("Run")().torch_device())
+    place_backbone(probe.backbone, configurables.Run().torch_device())
     try:
         specs = _parse_blocks(args.blocks) if args.blocks else [probe.block, *probe.cache_blocks]
         blocks = sorted({resolve_block(s, probe.backbone.num_blocks) for s in specs})
@@ -168,9 +54,7 @@ def main(args, gin_args) -> int:
         return 2
     for split in args.split or ["train", "val"]:
         try:
-            entry, created = ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
-                                          probe.cache_dir, probe.cache_dtype, probe.noise_seed,
-                                          probe.eval_batch_size, probe.num_workers)
+            entry, created = ensure_probe_entry(probe, split, blocks)
         except KeyError as err:
             print(f"walt-probe extract: {err.args[0]}", file=sys.stderr)
             return 2

@@ -17,19 +17,37 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib.util
 import json
 import logging
 import os
 import re
-import tempfile
 import tokenize
 from pathlib import Path
 from typing import Sequence
 
 import gin
 
+from walt.checkpoint import write_text_atomic  # noqa: F401  (re-exported for the commands)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SEARCH_PATH = REPO_ROOT / "gin"
+GIN_PACKAGE = "walt_probe_gin"  # the gin/ folder's name in an installed wheel (pyproject.toml)
+
+
+def _default_search_path() -> Path:
+    """The repository's gin/ folder, or, when installed from a wheel, the same files shipped as
+    the package data folder `walt_probe_gin` (gin/ itself has no __init__.py: it must never
+    shadow the `gin` package)."""
+    repo = REPO_ROOT / "gin"
+    if repo.is_dir():
+        return repo
+    spec = importlib.util.find_spec(GIN_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return repo
+
+
+DEFAULT_SEARCH_PATH = _default_search_path()
 
 _SHORTHAND = re.compile(r"^--gin\.([^=]+)=(.*)$", re.DOTALL)
 
@@ -149,16 +167,21 @@ def _explain(binding: str, err: Exception) -> str:
         hint = f" Did you mean: {', '.join(near)}?" if near else (
             f" Valid parameters: {', '.join(params)}." if params else "")
         return f"'{m.group(1)}' has no parameter '{m.group(2)}' (binding '{binding}').{hint}"
+    if "malformed node or string" in msg and "=" in binding:
+        # gin evaluates the value as a Python literal: a bare word is a name, not a string.
+        lhs, rhs = (part.strip() for part in binding.split("=", 1))
+        return (f"binding '{binding}': the value {rhs} is not a Python literal (a bare word is "
+                f"not a string). Quote it: --gin.{lhs}=\"'{rhs}'\" (or "
+                f"--gin_bindings=\"{lhs} = '{rhs}'\"); references are written @Name() or %MACRO.")
     return f"cannot parse gin binding '{binding}': {msg}"
 
 
 def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = True) -> None:
     """Clears gin, then parses files, CLI bindings, then `extra_bindings`; later wins.
 
-    Every library module with configurables must be imported first (`runners.configurables`).
-    Raises GinError naming the offending file or binding.
+    The caller imports `runners.configurables` first (it registers every name; the CLI, the
+    trial and the sweep do). Raises GinError naming the offending file or binding.
     """
-    import runners.configurables  # noqa: F401  registers every configurable of the project
 
     gin.clear_config()
     for path in args.search_paths:
@@ -188,20 +211,6 @@ def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = Tr
             raise GinError(_explain(binding, err)) from err
     if finalize:
         gin.finalize()
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Writes via a temp file in the same folder + rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_operative_config(run_dir: Path, args: GinArgs | None = None) -> Path:

@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from runners.report import (baseline_for, beats_trivial, best_rows, model_sort_key,  # noqa: E402
+from runners.tables import (baseline_for, beats_trivial, best_rows, model_sort_key,  # noqa: E402
                             relative_change)
 
 DPI = 130

@@ -9,7 +9,7 @@ The stage (`Pretrain.stage`) picks what is trained:
   tokenizer: causal 3-D CNN autoencoder on clips (reconstruction + latent-norm term), then the
     latent normalisation statistics; reports held-out PSNR.
   diffusion: WALT with `Pretrain.variant` ('video' = V-WALT, 'image' = I-WALT) on latents of
-    the same clips, v-prediction (walt/training.py; the batches: runners/pretrain_data.py).
+    the same clips, v-prediction (walt/training.py; the batches: pretraining/data.py).
 
 Outputs under Run.output_dir: checkpoints/ (resumable, with optimizer state), export/
 (safetensors + JSON sidecars through walt.checkpoint at every named fraction and at the end),
@@ -100,7 +100,7 @@ class Pretrain:
                 raise ValueError(f"Pretrain.{name} = {getattr(self, name)!r}; choose one of {allowed}")
         if self.train_data is None:
             raise ValueError("Pretrain.train_data is not set; bind it in the gin file, e.g. "
-                             "Pretrain.train_data = @train/PretrainClips()")
+                             "Pretrain.train_data = @train/SyntheticClips() (or @train/TaskVideos() for a Task's videos)")
         if self.stage == "diffusion" and not self.tokenizer_checkpoint:
             raise ValueError("the diffusion stage needs Pretrain.tokenizer_checkpoint (the "
                              "export/tokenizer.safetensors of a tokenizer run)")
@@ -126,14 +126,17 @@ def add_arguments(parser) -> None:
 
 
 def main(args, gin_args: gin_setup.GinArgs) -> int:
-    from runners import configurables, gin_pretrain, pretrain_stages
-    from runners.pretrain_loop import NonFiniteLossError, ResumeMismatchError
+    import gin
+
+    from pretraining import stages as pretrain_stages
+    from pretraining.loop import NonFiniteLossError, ResumeMismatchError
 
     # The gin-wrapped classes carry the bindings of the parsed files.
-    cfg, run = gin_pretrain.PretrainConfigurable(), configurables.Run()
+    cfg, run = gin.get_configurable("Pretrain")(), gin.get_configurable("Run")()
     try:
         cfg.validate()
-        result = pretrain_stages.run_stage(cfg, run, gin_args, resume=args.resume, stop_after=args.stop_after)
+        result = pretrain_stages.run_stage(
+            cfg, run, lambda run_dir: gin_setup.save_operative_config(run_dir, gin_args), resume=args.resume, stop_after=args.stop_after)
     except (NonFiniteLossError, ResumeMismatchError, ValueError, FileNotFoundError) as err:
         print(f"walt-probe pretrain: {err}", file=sys.stderr)
         return 1

@@ -16,8 +16,8 @@ def main(args, gin_args) -> int:
     from runners import gin_setup, trial
 
     try:
-        metrics = trial.run_probe(gin_args)
+        result = trial.run_probe(gin_args)
     except (trial.ConfigError, gin_setup.GinError) as err:
         print(f"walt-probe probe: {err}", file=sys.stderr)
         return 2
-    return 0 if metrics["status"] == trial.STATUS_OK else 1
+    return 0 if result.status == trial.STATUS_OK else 1

@@ -1,13 +1,15 @@
 """`walt-probe report EXPERIMENT_DIR... --out DIR`: one tidy CSV, the paper's plots, summary.md.
 
 Collects every trial under the given folders (sweep experiments and single `probe` runs):
-  <dir>/**/metrics.json           written by run_probe (ok / diverged) or by a failing trial (error)
+  <dir>/**/metrics.json           ProbeResult (probing/result.py): ok / diverged / failed
   <exp>/trial_*/error.txt         Ray-level failures of a sweep trial that never wrote metrics.json
   <exp>/trials/*/trial.json       a trial that started but never finished (status 'incomplete')
 
 CSV columns (one row per trial): experiment, trial, backbone, model, variant, size, task, block,
 block_spec, num_blocks, depth, t, metric, value, higher_is_better, status, error, wall_s,
-feature_source, run_dir. `value` is empty unless status == 'ok'.
+feature_source, run_dir, bindings, family, log_snr, walt_t, seed, split. `value` is empty unless
+status == 'ok'. A trial without a result ('incomplete', or failed at the Ray level) shows only
+what its own bindings say, never values taken from sibling trials.
 
 Plots (runners/plots.py): Fig. 1 relative change V-WALT vs I-WALT per task; Fig. 5 metric vs t
 and vs block per task (I and V overlaid); a block x timestep heatmap per task and model with the
@@ -20,66 +22,54 @@ predictor; the Fig. 5 curves draw it as a dashed line and the heatmap titles sta
 
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from runners import gin_setup
+from probing.result import ProbeResult, ResultError
+from runners import plots
+from runners.bindings import parse_bindings, to_bindings, trial_key
+from runners.tables import (SIZE_ORDER, BaselineFileError, baseline_for, beats_trivial,  # noqa: F401
+                            best_rows, load_baselines, model_label, model_sort_key, relative_change)
+from walt.checkpoint import write_text_atomic
 
 USES_GIN = False
 
 COLUMNS = ["experiment", "trial", "backbone", "model", "variant", "size", "task", "block", "block_spec",
            "num_blocks", "depth", "t", "metric", "value", "higher_is_better", "status", "error",
-           "wall_s", "feature_source", "run_dir", "bindings"]
-SIZE_ORDER = ["tiny", "small", "284m", "724m", "1p9b"]
-VARIANT_LABEL = {"image": "I-WALT", "video": "V-WALT"}
-# Bindings that name a row's fields, for trials that failed before they could report them.
+           "wall_s", "feature_source", "run_dir", "bindings", "family", "log_snr", "walt_t", "seed",
+           "split"]
+# Bindings that name a row's fields, for trials that never wrote a result (their own bindings).
 FIELD_BINDINGS = {"block_spec": "Probe.block", "t": "Probe.timestep", "variant": "Backbone.variant",
                   "size": "Backbone.size"}
 
 
-def model_label(variant, size, backbone=None) -> str:
-    """'V-WALT small', 'I-WALT 284m', or the backbone's own name for non-WALT backbones."""
-    if variant in VARIANT_LABEL:
-        return VARIANT_LABEL[variant] + (f" {size}" if size else "")
-    return str(backbone or "unknown")
-
-
-def _literal(text: str):
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError):
-        return text.strip()
-
-
-def parse_bindings(bindings: Iterable[str]) -> dict:
-    """['Probe.block = 2', ...] -> {'Probe.block': 2, ...} (references kept as text)."""
-    out = {}
-    for b in bindings:
-        if "=" in b:
-            k, v = b.split("=", 1)
-            out[k.strip()] = _literal(v)
-    return out
-
-
-def _row_from_metrics(m: Mapping, run_dir: Path, experiment: str, bindings: Mapping) -> dict:
+def _row(run_dir: Path, experiment: str, bindings: Mapping, r: ProbeResult | None = None,
+         status: str | None = None, error: str | None = None) -> dict:
+    """One CSV row: from a ProbeResult, or (r None) a trial without one: its status, error and
+    what its own bindings say."""
     row = {c: None for c in COLUMNS}
     row.update({"experiment": experiment, "trial": run_dir.name, "run_dir": str(run_dir),
-                "status": m.get("status", "error"), "error": m.get("error"),
+                "status": status, "error": error,
                 "bindings": json.dumps(bindings, sort_keys=True, default=str)})
-    for c in ("backbone", "variant", "size", "task", "block", "block_spec", "num_blocks", "depth",
-              "metric", "higher_is_better", "wall_s", "feature_source"):
-        row[c] = m.get(c)
-    row["t"] = m.get("timestep")
+    if r is not None:
+        for c in ("backbone", "family", "variant", "size", "task", "block", "block_spec", "num_blocks",
+                  "depth", "t", "metric", "higher_is_better", "wall_s", "feature_source", "status",
+                  "error", "seed", "split"):
+            row[c] = getattr(r, c)
+        if r.noise is not None:
+            row["log_snr"], row["walt_t"] = r.noise["log_snr"], r.noise["walt_t"]
+        if r.status == "ok":
+            row["value"] = r.value
     for field, key in FIELD_BINDINGS.items():
         if row.get(field) is None and key in bindings:
             row[field] = bindings[key]
-    if row["status"] == "ok":
-        row["value"] = m.get("value")
+    # A trial that failed before resolving its block is drawn at the block index it asked for
+    # (its own setting; a depth fraction names no index, so that stays unknown).
+    if row["block"] is None and isinstance(row["block_spec"], int) and not isinstance(row["block_spec"], bool):
+        row["block"] = row["block_spec"]
     return row
 
 
@@ -93,25 +83,20 @@ def _collect_dir(root: Path) -> list[dict]:
     experiment = root.name
     for path in sorted(root.rglob("metrics.json")):
         run_dir = path.parent
-        m = json.loads(path.read_text())
-        trial = run_dir / "trial.json"
-        bindings = parse_bindings(json.loads(trial.read_text())["bindings"]) if trial.is_file() else \
-            parse_bindings(m.get("bindings") or [])
-        rows.append(_row_from_metrics(m, run_dir, experiment, bindings))
+        r = ProbeResult.read(path)  # ResultError names the file and the field
+        rows.append(_row(run_dir, experiment, parse_bindings(r.bindings), r))
         seen.add(run_dir.resolve())
     # Trials that started but never finished (the sweep was stopped and not resumed).
     for trial in sorted(root.rglob("trial.json")):
         if trial.parent.resolve() in seen:
             continue
         bindings = parse_bindings(json.loads(trial.read_text())["bindings"])
-        rows.append(_row_from_metrics({"status": "incomplete", "error": "the trial did not finish "
-                                       "(rerun the sweep command to resume it)"},
-                                      trial.parent, experiment, bindings))
+        rows.append(_row(trial.parent, experiment, bindings, status="incomplete",
+                         error="the trial did not finish (rerun the sweep command to resume it)"))
         seen.add(trial.parent.resolve())
-    # Ray-level errors of trials that never wrote metrics.json (e.g. the worker died).
+    # Ray-level errors of trials that never wrote a result (e.g. the worker died).
     base = _sweep_base(root)
     if base is not None:
-        from runners.sweep import to_bindings, trial_key
         for err in sorted(root.glob("trial_*/error.txt")):
             params = err.parent / "params.json"
             sample = json.loads(params.read_text()).get("gin", {}) if params.is_file() else {}
@@ -119,43 +104,15 @@ def _collect_dir(root: Path) -> list[dict]:
             if own.resolve() in seen:
                 continue
             lines = [ln for ln in err.read_text().strip().splitlines() if ln.strip()]
-            rows.append(_row_from_metrics({"status": "error", "error": lines[-1] if lines else "error"},
-                                          own, experiment, parse_bindings(to_bindings(sample))))
+            rows.append(_row(own, experiment, parse_bindings(to_bindings(sample)), status="failed",
+                             error=lines[-1] if lines else "failed"))
             seen.add(own.resolve())
     return rows
 
 
-def _fill_from_siblings(df: pd.DataFrame) -> pd.DataFrame:
-    """Fills task/metric/model fields of failed rows from finished rows of the same experiment.
-
-    A failed trial often dies before it knows its task's name; its siblings in the grid that
-    share its variant and size do, and the grid varies only the bound fields.
-    """
-    ok = df[df.status == "ok"]
-    ok_bindings = [json.loads(b or "{}") for b in ok.bindings]
-    for i, row in df[df.status != "ok"].iterrows():
-        mask = (ok.experiment == row.experiment).to_numpy()
-        for key, value in json.loads(row.bindings or "{}").items():
-            if key in ("Probe.block", "Probe.timestep"):
-                continue
-            same = mask & np.array([b.get(key) == value for b in ok_bindings], dtype=bool)
-            if same.any():  # the failing binding itself matches no sibling: skip it
-                mask = same
-        cand = ok[mask]
-        for field in ("task", "metric", "higher_is_better", "backbone", "variant", "size", "num_blocks"):
-            if (row[field] is None or pd.isna(row[field])) and cand[field].nunique(dropna=True) == 1:
-                df.at[i, field] = cand[field].dropna().iloc[0]
-        if (row["block"] is None or pd.isna(row["block"])) and row["block_spec"] is not None:
-            same = cand[cand.block_spec.astype(str) == str(row["block_spec"])]
-            if same.block.nunique() == 1:
-                df.at[i, "block"] = same.block.iloc[0]
-            elif isinstance(row["block_spec"], int):
-                df.at[i, "block"] = row["block_spec"]
-    return df
-
-
 def collect(dirs: Sequence[str | Path]) -> pd.DataFrame:
-    """The tidy table of every trial under `dirs` (see the module docstring)."""
+    """The tidy table of every trial under `dirs` (see the module docstring). A result file with a
+    missing or malformed field raises ResultError naming the file and the field."""
     rows = []
     for d in dirs:
         d = Path(d).expanduser().resolve()
@@ -166,85 +123,13 @@ def collect(dirs: Sequence[str | Path]) -> pd.DataFrame:
     if df.empty:
         return df
     df = df.astype(object).where(df.notna(), None)
-    df = _fill_from_siblings(df)
-    df["model"] = [model_label(v, s, b) for v, s, b in zip(df.variant, df["size"], df.backbone)]
+    df["model"] = [model_label(v, s, b, f or "walt") for v, s, b, f in
+                   zip(df.variant, df["size"], df.backbone, df.family)]
     for c in ("block", "t", "num_blocks"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    df["depth"] = pd.to_numeric(df["depth"], errors="coerce")
+    for c in ("value", "depth", "log_snr", "walt_t"):
+        df[c] = pd.to_numeric(df[c], errors="coerce")
     return df.sort_values(["task", "model", "block", "t"], na_position="last").reset_index(drop=True)
-
-
-def best_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, model): the best (block, t) cell in the metric's direction.
-
-    Repeats of a cell (readout seeds, `Run.seed`) are averaged first, so a lucky seed does not
-    pick the cell: the returned row is the cell's first trial with `value` set to the mean.
-    """
-    ok = df[(df.status == "ok") & df.value.notna()]
-    out = []
-    for (_, _), g in ok.groupby(["task", "model"], sort=False):
-        hib = bool(g.higher_is_better.iloc[0])
-        cells = g.assign(_b=g.block.astype(object), _t=g.t.astype(object)).groupby(
-            ["_b", "_t"], sort=False, dropna=False)
-        means = cells.value.mean()
-        cell = means.idxmax() if hib else means.idxmin()
-        row = g.loc[cells.groups[cell][0]].copy()
-        row["value"] = float(means[cell])
-        out.append(row)
-    return pd.DataFrame(out, columns=df.columns)
-
-
-def relative_change(value: float, baseline: float, higher_is_better: bool) -> float:
-    """(value - baseline) / |baseline| in percent, sign flipped for lower-is-better metrics."""
-    if baseline == 0 or pd.isna(baseline) or pd.isna(value):
-        return float("nan")
-    rel = (value - baseline) / abs(baseline) * 100.0
-    return rel if higher_is_better else -rel
-
-
-BASELINE_KEYS = ("task", "metric", "higher_is_better", "value", "predictor")
-
-
-class BaselineFileError(ValueError):
-    """A file in the --baselines folder is not a `walt-probe baseline` result."""
-
-
-def load_baselines(folder: str | Path) -> dict[str, dict]:
-    """{task name: record} from the <task>.json files `walt-probe baseline` wrote into `folder`."""
-    folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        raise FileNotFoundError(f"no such baselines folder: {folder} (write it with "
-                                f"'walt-probe baseline --gin_file=<task file> --out {folder}')")
-    out = {}
-    for path in sorted(folder.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise BaselineFileError(f"{path} is not JSON ({err})") from None
-        missing = [k for k in BASELINE_KEYS if not isinstance(record, dict) or k not in record]
-        if missing:
-            raise BaselineFileError(f"{path} is not a baseline file (no {', '.join(missing)}); "
-                             f"--baselines takes the folder of 'walt-probe baseline --out'")
-        out[record["task"]] = record
-    if not out:
-        raise FileNotFoundError(f"no baseline files (*.json) in {folder}")
-    return out
-
-
-def baseline_for(baselines: Mapping[str, Mapping] | None, task, metric) -> Mapping | None:
-    """The task's baseline record when it scores the same metric as the probes, else None."""
-    record = (baselines or {}).get(task)
-    return record if record is not None and record["metric"] == metric else None
-
-
-def beats_trivial(value: float, trivial: float, higher_is_better: bool) -> str:
-    """'yes' / 'no' / 'tie' / 'n/a': does a probe value beat the trivial one in the metric's direction?"""
-    if value is None or trivial is None or pd.isna(value) or pd.isna(trivial):
-        return "n/a"
-    if value == trivial:
-        return "tie"
-    return "yes" if (value > trivial) == bool(higher_is_better) else "no"
 
 
 def _trivial_lines(best: pd.DataFrame, baselines: Mapping[str, Mapping]) -> list[str]:
@@ -332,29 +217,21 @@ def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes:
     return "\n".join(lines) + "\n"
 
 
-def model_sort_key(model: str):
-    parts = str(model).split(" ")
-    size = parts[1] if len(parts) > 1 else ""
-    return (SIZE_ORDER.index(size) if size in SIZE_ORDER else len(SIZE_ORDER), size, parts[0])
-
-
 def write_report(dirs: Sequence[str | Path], out: str | Path,
                  baselines: str | Path | Mapping[str, Mapping] | None = None) -> dict:
     """Writes results.csv, the PNGs and summary.md into `out`; returns {name: path or None}.
 
     baselines: None, a folder of `walt-probe baseline` files, or load_baselines()'s dict.
     """
-    from runners import plots
-
     if baselines is not None and not isinstance(baselines, Mapping):
         baselines = load_baselines(baselines)
     df = collect(dirs)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "results.csv"
-    gin_setup.write_text_atomic(csv, df.to_csv(index=False))
+    write_text_atomic(csv, df.to_csv(index=False))
     figures, notes = plots.draw_all(df, out, baselines)
-    gin_setup.write_text_atomic(out / "summary.md", summary_markdown(df, figures, notes, baselines))
+    write_text_atomic(out / "summary.md", summary_markdown(df, figures, notes, baselines))
     return {"csv": str(csv), "summary": str(out / "summary.md"), **figures}
 
 
@@ -373,7 +250,7 @@ def main(args, gin_args) -> int:
     out = Path(args.out) if args.out else Path(args.experiments[0]) / "report"
     try:
         paths = write_report(args.experiments, out, args.baselines)
-    except (FileNotFoundError, BaselineFileError) as err:
+    except (FileNotFoundError, BaselineFileError, ResultError) as err:
         print(f"walt-probe report: {err}", file=sys.stderr)
         return 2
     df = pd.read_csv(paths["csv"])

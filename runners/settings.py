@@ -1,9 +1,11 @@
-"""Settings every command shares: where its outputs go, the seed, the device."""
+"""Settings of the commands: `Run` (every command: outputs, seed, device) and `Sweep` (one Ray Tune
+sweep), plain dataclasses that runners/configurables.py registers with gin."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any, Mapping
 
 import torch
 
@@ -29,3 +31,39 @@ class Run:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         return torch.device(self.device)
+
+
+@dataclasses.dataclass
+class Sweep:
+    """One sweep's settings (gin: `Sweep.<field>`).
+
+    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`, or
+      a list of such spaces whose axes multiply (their keys must differ).
+    name: experiment name; results go to <storage_path>/<name>.
+    storage_path: root folder of experiments (absolute, or relative to the cwd).
+    cpus_per_trial, gpus_per_trial: Ray resources of each trial and cache task (fractions allowed).
+    num_cpus, num_gpus: size of the local Ray node (None: the machine); ignored with RAY_ADDRESS.
+    max_concurrent_trials: None lets Ray fill the resources.
+    num_samples: repeats of the grid (seeds: bind Run.seed in the space instead for named seeds).
+    reuse_actors: run consecutive trials in the same worker process (imports paid once; every
+      trial still clears and re-parses gin).
+    dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
+    prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
+    report: run `walt-probe report` into <exp>/report when the sweep ends.
+    """
+
+    space: Mapping[str, Any] | None = None
+    name: str = "sweep"
+    storage_path: str = "runs/sweeps"
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+    max_concurrent_trials: int | None = None
+    num_samples: int = 1
+    reuse_actors: bool = True
+    dashboard: bool = True
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    prepare_caches: bool = True
+    report: bool = True

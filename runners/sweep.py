@@ -33,87 +33,21 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from runners import gin_setup
+from runners import configurables, gin_setup, trial  # noqa: F401  configurables: registers every name in a Ray worker
+from probing.probe import READOUT_ONLY_FIELDS
+from probing.result import code_fingerprint  # noqa: F401  (sweep.json records it)
+from runners.bindings import render_value, to_bindings, trial_key  # noqa: F401
+from runners.settings import Sweep
 
 BLOCK_KEY = "Probe.block"
 # Bindings that change only the readout, not the captured activations: grid points that differ
-# only in these share one feature-cache entry (and one preparation task).
-READOUT_ONLY = ("Probe.block", "Probe.steps", "Probe.batch_size", "Probe.eval_batch_size",
-                "Probe.log_every", "Probe.num_workers", "Run.seed", "Run.output_dir")
-READOUT_ONLY_PREFIXES = ("PaperOptimizer.",)
-
-
-@dataclasses.dataclass
-class Sweep:
-    """One sweep's settings (gin: `Sweep.<field>`).
-
-    space: binding -> tune spec, usually `@block_x_timestep()` / `@variants()` / `@scaling()`, or
-      a list of such spaces whose axes multiply (their keys must differ).
-    name: experiment name; results go to <storage_path>/<name>.
-    storage_path: root folder of experiments (absolute, or relative to the cwd).
-    cpus_per_trial, gpus_per_trial: Ray resources of each trial and cache task (fractions allowed).
-    num_cpus, num_gpus: size of the local Ray node (None: the machine); ignored with RAY_ADDRESS.
-    max_concurrent_trials: None lets Ray fill the resources.
-    num_samples: repeats of the grid (seeds: bind Run.seed in the space instead for named seeds).
-    reuse_actors: run consecutive trials in the same worker process (imports paid once; every
-      trial still clears and re-parses gin).
-    dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
-    prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
-    report: run `walt-probe report` into <exp>/report when the sweep ends.
-    """
-
-    space: Mapping[str, Any] | None = None
-    name: str = "sweep"
-    storage_path: str = "runs/sweeps"
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-    num_cpus: int | None = None
-    num_gpus: int | None = None
-    max_concurrent_trials: int | None = None
-    num_samples: int = 1
-    reuse_actors: bool = True
-    dashboard: bool = True
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8265
-    prepare_caches: bool = True
-    report: bool = True
+# only in these share one feature-cache entry (and one preparation task). The Probe part is
+# derived from the cache key's fields (probing/extract.py ENTRY_FIELDS), not kept by hand.
+READOUT_ONLY = (*(f"Probe.{name}" for name in READOUT_ONLY_FIELDS), "Run.seed", "Run.output_dir")
+READOUT_ONLY_PREFIXES = ("PaperOptimizer.", "LinearReadout.")
 
 
 # ----------------------------------------------------------------------------- bindings
-
-def render_value(value) -> str:
-    """A Python value as gin text; strings starting with '@' or '%' are gin references."""
-    if isinstance(value, str) and value[:1] in "@%":
-        return value
-    return repr(value)
-
-
-def to_bindings(sample: Mapping[str, Any]) -> list[str]:
-    """A trial's sampled config {binding: value | bundle dict} -> ordered gin binding strings."""
-    out = []
-    for key in sorted(sample):
-        value = sample[key]
-        if isinstance(value, Mapping):
-            out += [f"{k} = {render_value(v)}" for k, v in sorted(value.items()) if k != "__name__"]
-        else:
-            out.append(f"{key} = {render_value(value)}")
-    return out
-
-
-def trial_key(sample: Mapping[str, Any], base: Mapping) -> str:
-    """A stable folder name for a trial: readable axes + a hash of everything that defines it."""
-    canon = json.dumps({"base": base, "sample": sample}, sort_keys=True, default=str)
-    digest = hashlib.sha256(canon.encode()).hexdigest()[:10]
-    parts = []
-    for key in sorted(sample):
-        value = sample[key]
-        if isinstance(value, Mapping):
-            value = value.get("__name__") or "+".join(str(v) for k, v in sorted(value.items()))
-        short = key.split(".")[-1]
-        parts.append(f"{short}={value}")
-    slug = "".join(c if c.isalnum() or c in "=.-+" else "_" for c in ",".join(parts))[:80]
-    return f"{slug}_{digest}" if slug else digest
-
 
 def merge_spaces(spaces) -> dict:
     """One space from a space or a list of spaces (axes multiply); a key may appear only once."""
@@ -178,22 +112,20 @@ def _enter(driver: Mapping) -> gin_setup.GinArgs:
 
 def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
     """Ray task: the cache entry of one feature-relevant grid point and split (all grid blocks)."""
-    from runners import extract, trial
+    from probing import extract
 
     gin_args = _enter(driver)
     gin_setup.parse(gin_args, bindings)
     probe = trial.build_probe()
     if not probe.use_cache:
         return {"split": split, "skipped": "Probe.use_cache is off"}
-    run = __import__("gin").get_configurable("Run")()
+    run = configurables.Run()
     trial.place_backbone(probe.backbone, run.torch_device())
     # The grid's block axis (Probe.cache_blocks); the gin file's own block only without one.
     blocks = extract.valid_blocks(list(probe.cache_blocks) or [probe.block], probe.backbone.num_blocks)
     if not blocks:
         return {"split": split, "skipped": "no valid block in this grid point"}
-    entry, created = extract.ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks,
-                                          probe.cache_dir, probe.cache_dtype, probe.noise_seed,
-                                          probe.eval_batch_size, probe.num_workers)
+    entry, created = extract.ensure_probe_entry(probe, split, blocks)
     return {"split": split, "path": str(entry.path), "created": created, "blocks": list(entry.blocks),
             "backbone_batches": entry.manifest.get("backbone_batches", 0) if created else 0}
 
@@ -202,14 +134,16 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     """The Tune trainable: one grid point -> run_probe -> tune.report."""
     from ray import tune
 
-    from runners import trial
 
     sample = dict(config.get("gin", {}))
     out = Path(driver["exp_dir"]) / "trials" / trial_key(sample, driver["gin"])
     done = out / "metrics.json"
     if done.is_file():
-        previous = json.loads(done.read_text())
-        if previous.get("status") in (trial.STATUS_OK, trial.STATUS_DIVERGED):
+        try:
+            previous = trial.ProbeResult.read(done)
+        except ValueError:
+            previous = None  # unreadable (older schema, torn by hand): rerun the trial
+        if previous is not None and previous.status in (trial.STATUS_OK, trial.STATUS_DIVERGED):
             # Finished in an earlier run of this sweep: report the stored result, do not retrain.
             tune.report(_reportable(previous, reused=True))
             return
@@ -218,17 +152,29 @@ def run_trial(config: Mapping, driver: Mapping) -> None:
     gin_args = _enter(driver)
     extra = [*driver["sweep_bindings"], *to_bindings(sample), f"Run.output_dir = {str(out)!r}"]
     try:
-        metrics = trial.run_probe(gin_args, extra)
+        result = trial.run_probe(gin_args, extra, bindings=to_bindings(sample))
     except BaseException as err:
-        trial.error_metrics(err, out, sample=sample, bindings=to_bindings(sample))
+        if getattr(err, "probe_result", None) is None:  # failed before the engine ran (gin)
+            trial.record_failure(err, out, bindings=to_bindings(sample), **report_fields(sample))
         raise
-    tune.report(_reportable(metrics, reused=False))
+    tune.report(_reportable(result, reused=False))
 
 
-def _reportable(metrics: Mapping, reused: bool) -> dict:
-    keep = ("status", "task", "metric", "value", "higher_is_better", "block", "timestep", "backbone",
+def report_fields(sample: Mapping[str, Any]) -> dict:
+    """The result fields a grid point fixes by itself (its block spec and t), recorded even when
+    the trial fails before it learns the rest."""
+    known = {}
+    if isinstance(sample.get(BLOCK_KEY), (int, float)):
+        known["block_spec"] = sample[BLOCK_KEY]
+    if isinstance(sample.get("Probe.timestep"), int):
+        known["t"] = sample["Probe.timestep"]
+    return known
+
+
+def _reportable(result, reused: bool) -> dict:
+    keep = ("status", "task", "metric", "value", "higher_is_better", "block", "t", "backbone",
             "variant", "size", "wall_s", "backbone_batches", "feature_source", "error")
-    out = {k: metrics.get(k) for k in keep}
+    out = {k: getattr(result, k) for k in keep}
     out["reused"] = reused
     return out
 
@@ -300,21 +246,6 @@ def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
               f"{state}", flush=True)
     print(f"sweep: caches ready ({created} extracted, {len(refs) - created} reused or skipped, "
           f"{batches} backbone batches)", flush=True)
-
-
-CODE_PACKAGES = ("walt", "readouts", "tasks", "runners", "search_spaces")
-
-
-def code_fingerprint(root: Path = Path(__file__).resolve().parent.parent,
-                     packages: Sequence[str] = CODE_PACKAGES) -> str:
-    """sha256 over the project's Python source: a sweep resumed by other code would mix stale
-    trials with new ones, so the experiment records it (sweep.json) and a rerun checks it."""
-    h = hashlib.sha256()
-    for pkg in packages:
-        for path in sorted((root / pkg).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def _signature(gin_args: gin_setup.GinArgs, space: Mapping) -> dict:

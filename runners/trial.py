@@ -1,421 +1,59 @@
-"""The Trial: one probe run, shared by `walt-probe probe` and every Ray Tune trial.
+"""The Trial: one probe run configured by gin, shared by `walt-probe probe` and every Ray Tune trial.
 
-  run_probe(gin_args, extra_bindings) -> metrics dict
+  run_probe(gin_args, extra_bindings) -> ProbeResult
 
-parses gin (files, CLI bindings, then extra_bindings; later wins), builds the frozen backbone
-and the task from `Probe`, trains the task's readout on one block's activations at one
-timestep t with the paper's optimiser schedule, evaluates with the task's accumulator and
-writes, into `Run.output_dir`:
+parses gin (files, CLI bindings, then extra_bindings; later wins), builds `Probe` and `Run`
+from it and hands them to the engine (probing/probe.py `run`), which writes metrics.json and
+TensorBoard logs into `Run.output_dir`; this module adds
 
-  metrics.json            status, headline metric + value + direction, every metric, the grid point
   operative_config.gin    what was used (rerun with --gin_file=<dir>/operative_config.gin)
   config.gin, gin_args.json
-  tb/                     TensorBoard: train loss, lr, final metrics, the operative config
-
-Features come from the feature cache (`Probe.use_cache`, runners/feature_cache.py) or from the
-backbone on the fly; either way the backbone is frozen and runs under no_grad with noise fixed
-per example, so both paths see the same activations. A non-finite loss stops the trial with
-status 'diverged' and no metric value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
-import random
-import time
-import traceback
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import gin
-import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
-from runners import extract, gin_setup
-from runners import feature_cache as fc
-from runners.progress import Progress
+import traceback
 
-STATUS_OK, STATUS_DIVERGED, STATUS_ERROR = "ok", "diverged", "error"
-ConfigError = extract.ConfigError
-
-
-@dataclasses.dataclass
-class Probe:
-    """One probe run's settings (gin: `Probe.<field>`).
-
-    backbone: a frozen Backbone (`@Backbone()`), see walt/backbone.py.
-    task: a Task (`%TASK`, set by gin/tasks/**.gin), see tasks/task.py.
-    block: block to read (int; 0 = embedding output, 1..L) or a float fraction of depth (0.66).
-    timestep: diffusion timestep t in [0, 1000) the latents are noised to.
-    steps, batch_size: readout training steps and batch size; eval_batch_size for eval/extract.
-      The optimiser is `PaperOptimizer` (readouts.optim.paper_optimizer: AdamW, warm-up, cosine
-      decay), configured there: PaperOptimizer.lr / .warmup / .final_lr / .weight_decay.
-    use_cache: read activations from the feature cache in cache_dir (extracting missing entries)
-      instead of running the backbone for every batch. Off when the data pipeline augments.
-    cache_blocks: extra blocks to store with `block` (a grid's blocks: one pass serves them all).
-    cache_dtype: 'float16' | 'bfloat16' | 'float32' storage of cached activations.
-    noise_seed: offset of the per-example noise seeds (seed = index + 1_000_003 * noise_seed).
-    num_workers: DataLoader workers; log_every: steps between logged losses.
-    feature_residence: where cached activations are batched from: 'auto' (the backbone's device
-      when the block fits in half its free memory, else host memory, else shards read from disk
-      per batch), 'device', 'host' or 'stream' (the shard reader). Same batches either way.
-    compile_head: None (eager) or a torch.compile mode for the readout head: 'default',
-      'reduce-overhead' (CUDA graphs: the tracking heads are chains of small kernels over 17
-      frames, 8.6x faster per step at the mini-study's width on an H200,
-      benchmarks/results/tracking_readout_speed.md) or 'max-autotune'. Same head, same init;
-      results agree up to kernel numerics, so it is not part of a run's identity.
-    """
-
-    backbone: Any = None
-    task: Any = None
-    block: Any = 0.66
-    timestep: int = 200
-    steps: int = 1000
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    use_cache: bool = False
-    cache_dir: str = "cache/features"
-    cache_blocks: Sequence = ()
-    cache_dtype: str = "float16"
-    noise_seed: int = 0
-    num_workers: int = 0
-    log_every: int = 50
-    feature_residence: str = "auto"
-    compile_head: str | None = None
+from probing import probe as engine
+from probing.extract import ConfigError  # noqa: F401  (re-exported for the commands)
+from probing.probe import Probe, place_backbone  # noqa: F401
+from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, failed  # noqa: F401
+from runners import configurables, gin_setup  # noqa: F401  configurables: registers every name
 
 
 def build_probe() -> Probe:
-    """Instantiates `Probe` from the parsed gin config, with clear errors for what is missing."""
+    """`Probe` from the parsed gin config, validated; its optimiser is gin's `PaperOptimizer` unless
+    one is bound, so PaperOptimizer.lr etc. apply and the operative config records them."""
     probe = gin.get_configurable("Probe")()
-    missing = [f for f in ("backbone", "task") if getattr(probe, f) is None]
-    if missing:
-        hint = {"backbone": "Probe.backbone = @Backbone() (e.g. include 'backbones/small.gin')",
-                "task": "Probe.task = %TASK and include a task file such as "
-                        "'tasks/synthetic/<analog>.gin'"}
-        raise ConfigError("the probe has no " + " and no ".join(missing) + ": set "
-                         + "; ".join(hint[m] for m in missing))
-    if not 0 <= int(probe.timestep) < 1000:
-        raise ConfigError(f"Probe.timestep = {probe.timestep} is outside [0, 1000)")
-    if probe.steps < 1 or probe.batch_size < 1:
-        raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
-    if probe.feature_residence not in RESIDENCES:
-        raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
-                          f"{RESIDENCES}")
-    if probe.compile_head not in COMPILE_MODES:
-        raise ConfigError(f"Probe.compile_head = {probe.compile_head!r}; use None (eager) or one of "
-                          f"{COMPILE_MODES[1:]}")
-    return probe
+    if probe.optimizer is None:
+        probe = dataclasses.replace(probe, optimizer=gin.get_configurable("PaperOptimizer"))
+    return probe.validate()
 
 
-RESIDENCES = ("auto", "device", "host", "stream")
-COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
-
-
-def compiled(head: torch.nn.Module, mode: str | None) -> torch.nn.Module:
-    """`head` itself (mode None) or torch.compile(head, mode=mode): the same parameters, so the
-    optimiser and the parameter count see no difference."""
-    return head if mode is None else torch.compile(head, mode=mode)
-
-
-def backbone_info(backbone) -> dict:
-    """name, fingerprint, variant, size and depth of a backbone, for result tables."""
-    walt = getattr(backbone, "walt", None)
-    cfg = getattr(walt, "config", None) or {}
-
-    def first(*vals):
-        return next((v for v in vals if v not in (None, "")), None)
-
-    def gin_value(name):
-        try:
-            value = gin.query_parameter(name)
-            for _ in range(8):  # follow macro chains such as %BACKBONE_SIZE
-                selector = getattr(value, "scoped_selector", "")
-                if not selector.endswith("gin.macro"):
-                    break
-                value = gin.query_parameter(f"{selector}.value")
-            return value if isinstance(value, (str, int, float)) else None
-        except (ValueError, KeyError):
-            return None
-
-    return {"backbone": str(getattr(backbone, "name", type(backbone).__name__)),
-            "fingerprint": str(getattr(backbone, "fingerprint", "")),
-            "variant": first(getattr(backbone, "variant", None), getattr(walt, "variant", None),
-                             cfg.get("variant"), gin_value("Backbone.variant")),
-            "size": first(getattr(backbone, "size", None), cfg.get("size"), gin_value("Backbone.size")),
-            "num_blocks": int(backbone.num_blocks)}
-
-
-def place_backbone(backbone, device: torch.device) -> None:
-    """Moves the backbone to `device`, frozen and in eval mode (it is never trained here)."""
-    if callable(getattr(backbone, "to", None)):
-        backbone.to(device)
-    modules = [backbone] if isinstance(backbone, torch.nn.Module) else [
-        getattr(backbone, a, None) for a in ("tokenizer", "walt")]
-    for module in modules:
-        if isinstance(module, torch.nn.Module):
-            module.to(device).eval().requires_grad_(False)
-
-
-def _seed_everything(seed: int) -> torch.Generator:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
-
-
-def _to(batch: dict, device) -> dict:
-    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-
-
-class FeatureSource:
-    """Batches of (activations (b, t, h, w, D) float32, batch items) of one block at one t.
-
-    From the cache, a split's block is loaded once, on first use, where `Probe.feature_residence`
-    says (see Probe): on a CUDA device a step then reads no file and copies no features from the
-    host. `residence` records where each split's features were served from and why.
-    """
-
-    def __init__(self, probe: Probe, block: int, generator: torch.Generator):
-        self.probe, self.block, self.gen = probe, block, generator
-        self.backbone, self.task = probe.backbone, probe.task
-        self.device = extract.device_of(self.backbone)
-        self.entries = {}
-        self.resident: dict[str, object] = {}
-        self.residence: dict[str, str] = {}
-        self.backbone_batches = 0
-        self.created: list = []  # entries this source extracted (their manifests hold the time)
-        if probe.use_cache:
-            blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
-            for split in ("train", "val"):
-                entry, created = extract.ensure_entry(
-                    self.backbone, self.task, split, probe.timestep, blocks, probe.cache_dir,
-                    probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
-                self.entries[split] = entry
-                if created:
-                    self.created.append(entry)
-                    self.backbone_batches += entry.manifest.get("backbone_batches", 0)
-
-    @property
-    def kind(self) -> str:
-        return "cache" if self.entries else "on-the-fly"
-
-    def _resident(self, split: str):
-        """The split's ResidentBlock, or None to stream shards (decided once per split)."""
-        if split in self.residence:
-            return self.resident.get(split)
-        entry, want = self.entries[split], self.probe.feature_residence
-        nbytes = entry.block_bytes(self.block)
-        places = {"auto": [self.device, torch.device("cpu")], "device": [self.device],
-                  "host": [torch.device("cpu")], "stream": []}[want]
-        why = []
-        for place in dict.fromkeys(places):
-            ok, reason = fc.ResidentBlock.fits(nbytes, place)
-            if ok or want != "auto":
-                self.resident[split] = fc.ResidentBlock(entry, self.block, place)
-                self.residence[split] = f"{place} ({reason})"
-                return self.resident[split]
-            why.append(reason)
-        self.residence[split] = "stream (shards read per batch" + (": " + "; ".join(why) if why else "") + ")"
-        if why:
-            print(f"probe: block {self.block} of {split} does not fit in memory ({'; '.join(why)}); "
-                  f"reading cache shards per batch", flush=True)
-        return None
-
-    def epoch(self, split: str, batch_size: int, train: bool):
-        if split in self.entries:
-            entry = self.entries[split]
-            drop_last = train and entry.num_examples >= batch_size
-            resident = self._resident(split)
-            if resident is not None:
-                yield from resident.iter_batches(batch_size, shuffle=train, generator=self.gen,
-                                                 drop_last=drop_last)
-            else:
-                yield from entry.iter_batches(self.block, batch_size, shuffle=train,
-                                              generator=self.gen, drop_last=drop_last)
-            return
-        dataset = self.task.split(split)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=train, generator=self.gen,
-                            drop_last=train and len(dataset) >= batch_size,
-                            num_workers=self.probe.num_workers)
-        for batch in loader:
-            seeds = extract.noise_seeds(batch, self.probe.noise_seed).to(self.device)
-            with torch.no_grad():
-                feats = self.backbone.features(batch["video"].to(self.device), self.probe.timestep,
-                                               [self.block], seeds=seeds)
-            self.backbone_batches += 1
-            yield feats[self.block].float(), {k: v for k, v in batch.items() if k != "video"}
-
-    def train_batches(self, batch_size: int):
-        while True:
-            empty = True
-            for item in self.epoch("train", batch_size, train=True):
-                empty = False
-                yield item
-            if empty:
-                raise ValueError(f"task '{self.task.name}' has an empty train split")
-
-
-def _sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _train(probe: Probe, head, source: FeatureSource, device, tb,
-           timings: list | None = None) -> tuple[str, str | None, float]:
-    """Trains `head`; returns (status, error message or None, last finite loss).
-
-    On a GPU the loss is read back to the host only every `log_every` steps (one sync for the
-    batch of steps since the last read), so the host queues steps ahead of the device; a
-    non-finite loss is still reported at the step it first appeared. timings: if a list,
-    (seconds waiting for the batch, seconds of the step) is appended per step, with the device
-    synchronised around both (a benchmark's view; it serialises host and device).
-    """
-    task = probe.task
-    # Through gin, so PaperOptimizer.lr etc. bind it and the operative config records it.
-    opt, sched = gin.get_configurable("PaperOptimizer")(head.parameters(), probe.steps)
-    head.train()
-    bar = Progress(probe.steps, f"probe {task.name}", every_s=30.0)
-    last, batches = float("nan"), source.train_batches(probe.batch_size)
-    read_every = 1 if torch.device(device).type == "cpu" else max(1, probe.log_every)
-    pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on device, lr) not yet read
-    for step in range(1, probe.steps + 1):
-        if timings is not None:
-            _sync(device)
-            t0 = time.perf_counter()
-        feats, batch = next(batches)
-        batch = _to(batch, device)
-        feats = feats.to(device, non_blocking=True)
-        if timings is not None:
-            _sync(device)
-            t1 = time.perf_counter()
-        out = head(*task.head_inputs(feats, batch))
-        loss = task.loss(out, batch)
-        if read_every == 1 and not math.isfinite(float(loss.detach())):
-            pending.append((step, loss.detach(), 0.0))  # reported below, before any update
-        else:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            pending.append((step, loss.detach(), opt.param_groups[0]["lr"]))
-        if timings is not None:
-            _sync(device)
-            timings.append((t1 - t0, time.perf_counter() - t1))
-        if step % read_every and step != probe.steps:
-            bar.update()
-            continue
-        values = torch.stack([v.reshape(()) for _, v, _ in pending]).float().cpu().tolist()  # one sync
-        for (at, _, lr), value in zip(pending, values):
-            if not math.isfinite(value):
-                bar.close()
-                return (STATUS_DIVERGED, f"loss became {value} at step {at} of {probe.steps}; no "
-                        f"metric is reported (lower PaperOptimizer.lr, or check block/timestep "
-                        f"features)", last)
-            last = value
-            if at % probe.log_every == 0 or at == probe.steps:
-                tb.add_scalar("train/loss", value, at)
-                tb.add_scalar("train/lr", lr, at)
-        pending = []
-        bar.update(loss=last)
-    bar.close()
-    return STATUS_OK, None, last
-
-
-def _evaluate(probe: Probe, head, source: FeatureSource, device) -> dict[str, float]:
-    acc = probe.task.new_accumulator()
-    head.eval()
-    with torch.no_grad():
-        for feats, batch in source.epoch("val", probe.eval_batch_size, train=False):
-            batch = _to(batch, device)
-            acc.update(head(*probe.task.head_inputs(feats.to(device), batch)), batch)
-    return {k: float(v) for k, v in acc.result().items()}
-
-
-def write_metrics(out_dir: Path, metrics: dict) -> Path:
-    """metrics.json, atomically (a reader sees the old file or the whole new one)."""
-    path = Path(out_dir) / "metrics.json"
-    gin_setup.write_text_atomic(path, json.dumps(metrics, indent=2, default=str))
-    return path
-
-
-def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = ()) -> dict:
-    """One probe run (see the module docstring). Returns the metrics dict written to metrics.json.
-
-    Raises on bad configuration or data (the caller records the error); a diverged loss is a
-    result, returned with status 'diverged' and value None.
-    """
-    from torch.utils.tensorboard import SummaryWriter
-
-    t0 = time.time()
+def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = (),
+              bindings: Sequence[str] = ()) -> ProbeResult:
+    """One probe run configured by gin (see the module docstring). bindings: the trial's own
+    (recorded in the result; a sweep passes its grid point's)."""
     gin_setup.parse(gin_args, extra_bindings)
     run = gin.get_configurable("Run")()
-    out = run.path
-    out.mkdir(parents=True, exist_ok=True)
-    gen = _seed_everything(run.seed)
     probe = build_probe()
-    backbone, task = probe.backbone, probe.task
-    device = run.torch_device()
-    place_backbone(backbone, device)
-    info = backbone_info(backbone)
-    block = extract.resolve_block(probe.block, info["num_blocks"])
 
-    # The head first: filling the cache draws from the global RNG (DataLoader seeds), and the
-    # head's init must not depend on whether this trial found its features cached.
-    head = task.make_head(int(backbone.feature_dim)).to(device)
-    source = FeatureSource(probe, block, gen)
-    tb = SummaryWriter(log_dir=str(out / "tb"))
-    t_train = time.perf_counter()
-    model = compiled(head, probe.compile_head)
-    status, error, last_loss = _train(probe, model, source, device, tb)
-    results = _evaluate(probe, model, source, device) if status == STATUS_OK else {}
-    _sync(device)
-    readout_s = time.perf_counter() - t_train
-    if status == STATUS_OK and task.metric not in results:
-        raise KeyError(f"task '{task.name}' declares metric '{task.metric}' but its accumulator "
-                       f"returned {sorted(results)}")
-    value = results.get(task.metric)
-    if value is not None and not math.isfinite(value):
-        status, error, value = STATUS_DIVERGED, f"metric {task.metric} evaluated to {value}", None
-    metrics = {
-        "status": status, "error": error, "task": task.name, "metric": task.metric, "value": value,
-        "higher_is_better": bool(task.higher_is_better), "metrics": results, **info,
-        "block": block, "block_spec": probe.block, "depth": block / max(info["num_blocks"], 1),
-        "timestep": int(probe.timestep), "steps": probe.steps, "final_loss": last_loss,
-        "feature_source": source.kind, "backbone_batches": source.backbone_batches,
-        "compile_head": probe.compile_head,
-        "head_params": sum(p.numel() for p in head.parameters()),
-        "seed": run.seed, "wall_s": round(time.time() - t0, 3),
-        "extract_s": round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
-        "readout_s": round(readout_s, 3), "output_dir": str(out)}
-    gin_setup.save_operative_config(out, gin_args.with_bindings(*extra_bindings))
-    tb.add_text("gin/operative_config", "    " + gin.operative_config_str().replace("\n", "\n    "))
-    for k, v in results.items():
-        tb.add_scalar(f"eval/{k}", v, probe.steps)
-    tb.close()
-    write_metrics(out, metrics)
-    print(one_line(metrics), flush=True)
-    return metrics
+    def save_config(out, tb) -> None:
+        gin_setup.save_operative_config(out, gin_args.with_bindings(*extra_bindings))
+        tb.add_text("gin/operative_config", "    " + gin.operative_config_str().replace("\n", "\n    "))
+
+    return engine.run(probe, run.path, seed=run.seed, device=run.torch_device(), on_finish=save_config,
+                      bindings=bindings)
 
 
-def one_line(m: dict) -> str:
-    """The one-line result a probe prints."""
-    where = (f"{m['backbone']} block {m['block']}/{m['num_blocks']} t={m['timestep']} "
-             f"({m['feature_source']})")
-    if m["status"] != STATUS_OK:
-        return f"probe {m['task']}: {m['status'].upper()} - {m['error']} | {where} | {m['output_dir']}"
-    arrow = "higher" if m["higher_is_better"] else "lower"
-    return (f"probe {m['task']}: {m['metric']} = {m['value']:.4f} ({arrow} is better) | {where} | "
-            f"{m['steps']} steps, {m['wall_s']:.1f}s | {m['output_dir']}")
-
-
-def error_metrics(err: BaseException, out_dir: Path | None = None, **fields) -> dict:
-    """The metrics record of a trial that raised: status 'error', the message, no value."""
-    msg = f"{type(err).__name__}: {err}"
-    m = {"status": STATUS_ERROR, "error": msg, "value": None,
-         "traceback": "".join(traceback.format_exception(err))[-4000:], **fields}
-    if out_dir is not None:
-        write_metrics(out_dir, m)
-    return m
+def record_failure(err: BaseException, out_dir, bindings: Sequence[str] = (), **known) -> ProbeResult:
+    """Writes the 'failed' result of a trial that raised (message, traceback tail, its bindings)."""
+    result = failed(err, out_dir, traceback="".join(traceback.format_exception(err))[-4000:],
+                    bindings=bindings, **known)
+    result.write(out_dir)
+    return result

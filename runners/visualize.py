@@ -20,8 +20,8 @@ USES_GIN = False  # the sizes table needs no configuration; views that do parse 
 
 def show_sizes(args) -> int:
     """Prints the named-size tables with the counts tests/walt/test_sizes.py checks."""
-    from walt.sizes import (TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES, count_tokenizer_parameters,
-                            count_walt_parameters)
+    from walt.counts import count_tokenizer_parameters, count_walt_parameters
+    from walt.sizes import TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES
 
     out = sys.stdout
     out.write("WALT transformer (parameters counted on the meta device, default latent grid)\n")
@@ -74,7 +74,7 @@ def show_pca(args) -> int:
     import torch
 
     from tasks.synthetic.brick_wall import brick_wall_clip
-    from walt.build import build_backbone
+    from backbones.build import build_backbone
 
     clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
     video = clip["video"][None]                                     # (1, T, H, W, 3) uint8

@@ -6,7 +6,7 @@ constants. Values are Python literals, or strings starting with '@' / '%' for gi
 ('@SyntheticObjects()'). A value that is a dict is a *bundle*: several bindings that vary
 together (a model size with its checkpoint); its key only names the axis.
 
-Spaces (each a function of plain arguments, registered in gin by runners/gin_runners.py):
+Spaces (each a function of plain arguments, registered in gin by runners/configurables.py):
   block_x_timestep   blocks x timesteps (x variants): Fig. 5 and the heatmaps
   variants           I-WALT vs V-WALT on every task: Fig. 1
   scaling            model sizes x variants: Fig. 7

@@ -12,6 +12,13 @@ Feature handling (paper App. D; probing_spec.md, section 6):
 Headline metrics: top1 (up), abs_rel (down), pose_error (down), average_jaccard (up),
 mean_iou (up).
 
+Heads: every kind takes `make_head`, a factory called with the kind's output spec; None keeps
+the paper's head, sized by `head_kwargs` (a bound factory brings its own settings):
+  classification  make_head(D, num_classes, num_frames=T) -> logits (b, k)   [AttentiveReadout]
+  depth           make_head(D, output_size) -> depth dict as DepthReadout     [DepthReadout]
+  camera pose     make_head(D) -> pose dict as PoseReadout                    [PoseReadout]
+  point / box     make_head(D, 'points' | 'boxes') -> dict as TrackingReadout [TrackingReadout]
+
 Every function bound into a Task is a module-level function (through functools.partial) so a
 Task pickles, e.g. into a worker process.
 """
@@ -90,17 +97,22 @@ def _classification_unpack(logits, batch):
 
 def classification(name: str, datasets: Mapping[str, Any], num_classes: int, *,
                    image_task: bool, num_frames: int = 17, time_pool: str = "mean",
-                   head_kwargs: dict | None = None) -> Task:
-    """Attentive-readout classification; metric top1 (higher is better).
+                   head_kwargs: dict | None = None, make_head: Callable | None = None) -> Task:
+    """Classification; metric top1 (higher is better).
 
-    head_kwargs: AttentiveReadout sizes (width, num_heads, num_queries); default P = 768.
+    make_head(feature_dim, num_classes, *, num_frames) -> a module mapping activations
+      (b, num_frames, h, w, D) to logits (b, num_classes); None = AttentiveReadout
+      (readouts/attentive.py) sized by head_kwargs; e.g. LinearReadout (readouts/linear.py) for
+      a linear probe. A bound factory takes its own settings (gin: LinearReadout.pool = ...).
+    head_kwargs: the default head's sizes (width, num_heads, num_queries; P = 768).
     """
     if time_pool not in TIME_POOLS:
         raise ValueError(f"time_pool must be one of {TIME_POOLS}; received '{time_pool}'")
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_attentive, num_classes=num_classes,
-                                    num_frames=num_frames, head_kwargs=dict(head_kwargs or {})),
+                                    num_frames=num_frames, head_kwargs=dict(head_kwargs or {}),
+                                    make_head=make_head),
         head_inputs=functools.partial(_classification_inputs, image_task=image_task,
                                       time_pool=time_pool, num_frames=num_frames),
         loss=_classification_loss,
@@ -109,7 +121,10 @@ def classification(name: str, datasets: Mapping[str, Any], num_classes: int, *,
         metric="top1", higher_is_better=True, image_task=image_task)
 
 
-def _make_attentive(feature_dim: int, *, num_classes: int, num_frames: int, head_kwargs: dict):
+def _make_attentive(feature_dim: int, *, num_classes: int, num_frames: int, head_kwargs: dict,
+                    make_head: Callable | None = None):
+    if make_head is not None:  # a bound factory brings its own settings (gin: Factory.param)
+        return make_head(feature_dim, num_classes, num_frames=num_frames)
     return AttentiveReadout(feature_dim, num_classes, num_frames=num_frames, **head_kwargs)
 
 
@@ -146,7 +161,8 @@ def _depth_unpack(preds, batch, *, max_depth: float | None):
 
 
 def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int = 17,
-          head_kwargs: dict | None = None, max_depth: float | None = None) -> Task:
+          head_kwargs: dict | None = None, max_depth: float | None = None,
+          make_head: Callable | None = None) -> Task:
     """SRT-style per-frame depth; metric abs_rel over valid pixels (lower is better).
 
     image_size: int or (H, W) of the depth maps. head_kwargs: DepthReadout sizes.
@@ -155,7 +171,8 @@ def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_depth, output_size=image_hw(image_size),
-                                    head_kwargs=dict(head_kwargs or {})),
+                                    head_kwargs=dict(head_kwargs or {}),
+                                    make_head=make_head),
         head_inputs=functools.partial(_depth_inputs, num_frames=num_frames),
         loss=functools.partial(_depth_loss, max_depth=max_depth),
         new_accumulator=functools.partial(_new_accumulator, AbsRelAccumulator,
@@ -163,7 +180,9 @@ def depth(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int
         metric="abs_rel", higher_is_better=False)
 
 
-def _make_depth(feature_dim: int, *, output_size, head_kwargs: dict):
+def _make_depth(feature_dim: int, *, output_size, head_kwargs: dict, make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim, output_size)
     return DepthReadout(feature_dim, output_size, **head_kwargs)
 
 
@@ -182,20 +201,23 @@ def _pose_unpack(preds, batch):
 
 
 def camera_pose(name: str, datasets: Mapping[str, Any], *,
-                head_kwargs: dict | None = None) -> Task:
+                head_kwargs: dict | None = None, make_head: Callable | None = None) -> Task:
     """Relative pose of the last frame w.r.t. the first; metric pose_error (lower is better).
 
     head_kwargs: PoseReadout sizes (width, num_heads); default P = 256 (the paper's count).
     """
     return Task(
         name=name, datasets=datasets,
-        make_head=functools.partial(_make_pose, head_kwargs=dict(head_kwargs or {})),
+        make_head=functools.partial(_make_pose, head_kwargs=dict(head_kwargs or {}),
+                                    make_head=make_head),
         head_inputs=_pose_inputs, loss=_pose_loss,
         new_accumulator=functools.partial(_new_accumulator, PoseErrorAccumulator, _pose_unpack),
         metric="pose_error", higher_is_better=False)
 
 
-def _make_pose(feature_dim: int, *, head_kwargs: dict):
+def _make_pose(feature_dim: int, *, head_kwargs: dict, make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim)
     return PoseReadout(feature_dim, **head_kwargs)
 
 
@@ -229,7 +251,8 @@ def _point_unpack(preds, batch, *, image_size):
 
 
 def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int = 17,
-                 head_kwargs: dict | None = None, query_mode: str = "first") -> Task:
+                 head_kwargs: dict | None = None, query_mode: str = "first",
+                 make_head: Callable | None = None) -> Task:
     """MooG point tracking; metric average_jaccard (TAP-Vid; higher is better).
 
     image_size: int or (H, W) of the clip raster the item coordinates are in.
@@ -240,7 +263,8 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_tracking, kind="points",
-                                    head_kwargs=dict(head_kwargs or {})),
+                                    head_kwargs=dict(head_kwargs or {}),
+                                    make_head=make_head),
         head_inputs=functools.partial(_point_inputs, image_size=size, num_frames=num_frames),
         loss=functools.partial(_point_loss, image_size=size),
         new_accumulator=functools.partial(
@@ -249,7 +273,10 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
         metric="average_jaccard", higher_is_better=True)
 
 
-def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict):
+def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict,
+                   make_head: Callable | None = None):
+    if make_head is not None:
+        return make_head(feature_dim, kind)
     return TrackingReadout(feature_dim, kind, **head_kwargs)
 
 
@@ -278,7 +305,7 @@ def _box_unpack(preds, batch):
 
 
 def box_tracks(name: str, datasets: Mapping[str, Any], *, num_frames: int = 17,
-               head_kwargs: dict | None = None) -> Task:
+               head_kwargs: dict | None = None, make_head: Callable | None = None) -> Task:
     """MooG box tracking from first-frame boxes; metric mean_iou excluding frame 0 (higher is better).
 
     head_kwargs: TrackingReadout sizes.
@@ -286,7 +313,8 @@ def box_tracks(name: str, datasets: Mapping[str, Any], *, num_frames: int = 17,
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_tracking, kind="boxes",
-                                    head_kwargs=dict(head_kwargs or {})),
+                                    head_kwargs=dict(head_kwargs or {}),
+                                    make_head=make_head),
         head_inputs=functools.partial(_box_inputs, num_frames=num_frames),
         loss=_box_loss,
         new_accumulator=functools.partial(_new_accumulator, BoxIoUAccumulator, _box_unpack),

@@ -10,10 +10,7 @@ from walt.sizes import TOKENIZER_SIZES, WALT_SIZES  # noqa: E402
 from walt.noise import NoiseSchedule, eval_noise  # noqa: E402
 from walt.tokenizer import Tokenizer  # noqa: E402
 from walt.transformer import WALT  # noqa: E402
-from walt.backbone import Backbone, WALTBackbone, resolve_blocks  # noqa: E402
 from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt, save_module  # noqa: E402
-from walt.build import build_backbone  # noqa: E402
 
 __all__ = ["TOKENIZER_SIZES", "WALT_SIZES", "NoiseSchedule", "eval_noise", "Tokenizer", "WALT",
-           "Backbone", "WALTBackbone", "resolve_blocks", "file_fingerprint", "load_tokenizer",
-           "load_walt", "save_module", "build_backbone"]
+           "file_fingerprint", "load_tokenizer", "load_walt", "save_module"]

@@ -55,6 +55,17 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Writes `text` via a temp file in the same folder + rename: a reader sees the old file or
+    the whole new one, never half of it (every JSON / text record of the project goes here)."""
+    path = Path(path)
+
+    def write(tmp):
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    _atomic(path, write)
+
+
 def save_module(module: nn.Module, path: str | Path, dtype: torch.dtype | None = None,
                 meta: dict | None = None) -> Path:
     """Saves a Tokenizer or WALT to `path` (.safetensors) and its sidecar JSON.

@@ -75,6 +75,22 @@ class NoiseSchedule:
         return {"kind": self.kind, "num_timesteps": self.num_timesteps,
                 "zero_terminal_snr": self.zero_terminal_snr}
 
+    def coefficients_on_device(self, t: Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+        """(sqrt(abar_t), sqrt(1 - abar_t)) shaped (b, 1, ..., 1), gathered on `like`'s device.
+
+        t: (b,) long on `like`'s device, not range-checked (training draws it in range). The same
+        values as `_coefficients`, but t never moves to the host, so a training step issues no
+        device synchronisation (it matters for small models on a GPU). The float32 tables are
+        built once per device.
+        """
+        tables = self.__dict__.setdefault("_device_tables", {})
+        table = tables.get(like.device)
+        if table is None:
+            abar = self.alphas_cumprod.to(like.device, torch.float64)
+            table = tables[like.device] = (abar.sqrt().float(), (1 - abar).sqrt().float())
+        shape = (-1,) + (1,) * (like.ndim - 1)
+        return table[0][t].view(shape), table[1][t].view(shape)
+
     def _coefficients(self, t: Tensor | int, like: Tensor) -> tuple[Tensor, Tensor]:
         """(sqrt(abar_t), sqrt(1 - abar_t)), each shaped (b, 1, ..., 1) to broadcast over `like`."""
         t = torch.as_tensor(t, dtype=torch.long)

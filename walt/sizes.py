@@ -1,7 +1,7 @@
 """Named model sizes: one table row per size, so a gin file picks a name, not five numbers.
 
 `WALT_SIZES[name]` and `TOKENIZER_SIZES[name]` are constructor kwargs of `walt.transformer.WALT`
-and `walt.tokenizer.Tokenizer`. Counts (this file's `count_*` functions, on the meta device,
+and `walt.tokenizer.Tokenizer`. Counts (walt/counts.py's `count_*` functions, on the meta device,
 default latent shape, no text cross-attention):
 
   tiny   d=192,  L=4,  3 heads    2.19M   CPU tests
@@ -27,8 +27,6 @@ the same window-to-grid ratio as the paper's 5 x 8 x 8 windows on 5 x 16 x 16 la
 """
 
 from __future__ import annotations
-
-import torch
 
 _BIG = dict(patch_size=1, latent_channels=8, latent_shape=(5, 16, 16), mlp_ratio=4.0,
             adaln_lora_rank=2, self_condition=True, stw_window=(5, 8, 8), text_dim=None)
@@ -73,21 +71,3 @@ def walt_kwargs(name: str, **overrides) -> dict:
 def tokenizer_kwargs(name: str, **overrides) -> dict:
     """Constructor kwargs of the named tokenizer size, with `overrides` applied."""
     return {**_lookup(TOKENIZER_SIZES, name, "tokenizer"), **overrides}
-
-
-def count_walt_parameters(name: str, variant: str = "video", **overrides) -> int:
-    """Parameters of a named WALT, built on the meta device (no memory, milliseconds)."""
-    from walt.transformer import WALT
-    with torch.device("meta"):
-        model = WALT.from_size(name, variant=variant, **overrides)
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_tokenizer_parameters(name: str) -> dict[str, int]:
-    """{'encoder': n, 'decoder': n, 'total': n} of a named tokenizer, built on the meta device."""
-    from walt.tokenizer import Tokenizer
-    with torch.device("meta"):
-        tok = Tokenizer.from_size(name)
-    enc = sum(p.numel() for p in tok.encoder.parameters())
-    dec = sum(p.numel() for p in tok.decoder.parameters())
-    return {"encoder": enc, "decoder": dec, "total": enc + dec}

@@ -18,9 +18,10 @@ resumed run reproduce an uninterrupted one exactly).
 
 from __future__ import annotations
 
-import math
+import random
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from einops import rearrange
 from torch import nn
@@ -33,6 +34,15 @@ def uint8_to_unit(video: torch.Tensor) -> torch.Tensor:
     if video.dtype != torch.uint8:
         raise TypeError(f"expected uint8 frames (b, T, H, W, 3), got dtype {video.dtype}")
     return rearrange(video, "b T H W c -> b c T H W").float().div(127.5).sub(1.0)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seeds python's random, numpy and torch (the one seeding helper of the project: probes and
+    pretraining); returns a CPU generator seeded alike (e.g. a DataLoader's batch order)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
 
 
 def unit_to_uint8(video: torch.Tensor) -> torch.Tensor:
@@ -48,19 +58,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> t
     """
     mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(data_range ** 2 / mse.clamp_min(1e-10))
-
-
-def warmup_cosine(step: int, *, steps: int, warmup: int, final_ratio: float = 0.01) -> float:
-    """Learning-rate factor: linear warmup over `warmup` steps, then cosine to `final_ratio`.
-
-    step counts optimizer updates already taken (0 for the first update); the factor of the
-    first update is 1 / warmup, so no update is taken at lr 0.
-    """
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    span = max(1, steps - warmup)
-    progress = min(1.0, (step - warmup) / span)
-    return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -143,23 +140,6 @@ def latent_statistics(encode_raw: Callable[[torch.Tensor], torch.Tensor], videos
 
 # ----------------------------------------------------------------------------- diffusion
 
-_ABAR_CACHE: dict = {}
-
-
-def _coefficients(schedule, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sqrt(abar_t), sqrt(1 - abar_t)) shaped (b, 1, 1, 1, 1), gathered on `like`'s device.
-
-    The same values as the schedule's own helpers, but without moving t to the host, so a
-    training step issues no device synchronisation (it matters for small models on a GPU).
-    """
-    key = (id(schedule), like.device)
-    table = _ABAR_CACHE.get(key)
-    if table is None or table[0] is not schedule.alphas_cumprod:
-        abar = schedule.alphas_cumprod.to(like.device, torch.float64)
-        table = (schedule.alphas_cumprod, abar.sqrt().float(), (1 - abar).sqrt().float())
-        _ABAR_CACHE[key] = table
-    shape = (-1,) + (1,) * (like.ndim - 1)
-    return table[1][t].view(shape), table[2][t].view(shape)
 
 
 def diffusion_loss(
@@ -188,7 +168,7 @@ def diffusion_loss(
       attention across its latent frames), or None (all clips).
     Returns (loss, metrics) with metrics 'mse' (detached).
     """
-    a, s = _coefficients(schedule, t, z0)
+    a, s = schedule.coefficients_on_device(t, z0)
     z_t = a * z0 + s * noise                 # schedule.add_noise
     target = a * noise - s * z0              # schedule.velocity
     self_cond = None

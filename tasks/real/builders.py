@@ -2,7 +2,7 @@
 
 Each builder takes the dataset location (required) and the knobs a study changes, reads both
 splits (paper App. D: the original splits; 'val' is the evaluation split) and returns a Task.
-runners/gin_tasks_real.py registers them under the names in brackets; gin/tasks/real/ holds
+runners/configurables.py registers them under the names in brackets; gin/tasks/real/ holds
 one config per dataset. `image_size` is the side of the square raster the backbone sees (128
 for the paper's WALT, 17 x 128 x 128 clips).
 

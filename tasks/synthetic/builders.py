@@ -3,7 +3,7 @@
 `analog_datasets(name, ...)` renders (once) and loads a DatasetDict and returns
 {'train', 'val'} -> ItemDataset; `synthetic_task(name, ...)` wraps it into the Task of the
 analog's kind. The named builders (`objects_task`, ..., `box_tracks_task`) are what gin
-registers (runners/gin_tasks.py).
+registers (runners/configurables.py).
 """
 
 from __future__ import annotations
@@ -49,9 +49,10 @@ def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int =
 def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
                    num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
                    num_proc: int | None = None, device: str = "cpu",
-                   head_kwargs: dict | None = None) -> Task:
+                   head_kwargs: dict | None = None, make_head=None) -> Task:
     """The Task of analog `name` (see analogs.ANALOGS), named 'synthetic_<name>'; data
-    arguments as `analog_datasets`."""
+    arguments as `analog_datasets`; head_kwargs / make_head as the task kind (tasks/kinds.py):
+    None keeps the kind's default head, e.g. `SyntheticObjects.make_head = @LinearReadout`."""
     analog = analogs.get(name)
     data = analog_datasets(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
                            image_size=image_size, num_frames=num_frames, seed=seed, num_proc=num_proc,
@@ -59,27 +60,29 @@ def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 
     task_name = f"synthetic_{name}"
     if analog.kind == "classification":
         return kinds.classification(task_name, data, analog.num_classes, image_task=analog.image,
-                                    num_frames=num_frames, head_kwargs=head_kwargs)
+                                    num_frames=num_frames, head_kwargs=head_kwargs, make_head=make_head)
     if analog.kind == "depth":
         return kinds.depth(task_name, data, image_size=image_size, num_frames=num_frames,
-                           head_kwargs=head_kwargs)
+                           head_kwargs=head_kwargs, make_head=make_head)
     if analog.kind == "camera_pose":
-        return kinds.camera_pose(task_name, data, head_kwargs=head_kwargs)
+        return kinds.camera_pose(task_name, data, head_kwargs=head_kwargs, make_head=make_head)
     if analog.kind == "point_tracks":
         return kinds.point_tracks(task_name, data, image_size=image_size, num_frames=num_frames,
-                                  head_kwargs=head_kwargs)
+                                  head_kwargs=head_kwargs, make_head=make_head)
     if analog.kind == "box_tracks":
-        return kinds.box_tracks(task_name, data, num_frames=num_frames, head_kwargs=head_kwargs)
+        return kinds.box_tracks(task_name, data, num_frames=num_frames, head_kwargs=head_kwargs, make_head=make_head)
     raise ValueError(f"analog '{name}' has unknown kind '{analog.kind}'")
 
 
 def _builder(name: str):
     def build(cache_dir: str | None = None, num_train: int = 2000, num_val: int = 500,
               image_size: int = 64, num_frames: int = 17, seed: int = 0,
-              num_proc: int | None = None, device: str = "cpu", head_kwargs: dict | None = None) -> Task:
+              num_proc: int | None = None, device: str = "cpu", head_kwargs: dict | None = None,
+              make_head=None) -> Task:
         return synthetic_task(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
                               image_size=image_size, num_frames=num_frames, seed=seed,
-                              num_proc=num_proc, device=device, head_kwargs=head_kwargs)
+                              num_proc=num_proc, device=device, head_kwargs=head_kwargs,
+                              make_head=make_head)
     build.__name__ = f"{name}_task"
     build.__doc__ = (f"Task of the synthetic '{name}' analog ({analogs.get(name).real} stand-in); "
                      "arguments as `synthetic_task`.")

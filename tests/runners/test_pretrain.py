@@ -8,26 +8,31 @@ import pytest
 import torch
 from torch import nn
 
-from runners.gin_setup import GinArgs
-from runners.pretrain_data import LatentBank, check_clip_shape
-from runners.pretrain_loop import (Dist, LoopConfig, NonFiniteLossError, ResumeMismatchError, Trainer,
+from pretraining.data import LatentBank, check_clip_shape
+from pretraining.loop import (Dist, LoopConfig, NonFiniteLossError, ResumeMismatchError, Trainer,
                                    latest_checkpoint)
-from runners.pretrain_stages import run_stage
+from pretraining.stages import run_stage
+from runners.gin_setup import GinArgs, save_operative_config
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared tiny fixtures
 from pretrain_fixtures import MovingSquares, run_settings, tiny_config  # noqa: E402
+
+
+def save_gin(run_dir):
+    """What the CLI passes as run_stage's save_config: the (empty) gin config of the run."""
+    save_operative_config(run_dir, GinArgs())
 
 
 @pytest.fixture(scope="module")
 def tokenizer_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("tok")
-    result = run_stage(tiny_config(stage="tokenizer", steps=2, fractions=(1.0,)), run_settings(out), GinArgs())
+    result = run_stage(tiny_config(stage="tokenizer", steps=2, fractions=(1.0,)), run_settings(out), save_gin)
     return out, result
 
 
 def diffusion(tokenizer_run, out, resume=False, **kw):
     tok_dir = tokenizer_run[0]
     cfg = tiny_config(stage="diffusion", tokenizer_checkpoint=str(tok_dir / "export" / "tokenizer.safetensors"), **kw)
-    return run_stage(cfg, run_settings(out), GinArgs(), resume=resume)
+    return run_stage(cfg, run_settings(out), save_gin, resume=resume)
 
 
 def test_tokenizer_stage_stores_latent_stats_and_psnr(tokenizer_run):
@@ -46,9 +51,9 @@ def test_resume_reproduces_uninterrupted_run(tokenizer_run, tmp_path):
     cfg_dir = tmp_path / "killed"
     tok = str(tokenizer_run[0] / "export" / "tokenizer.safetensors")
     cfg = tiny_config(stage="diffusion", tokenizer_checkpoint=tok, **settings)
-    first = run_stage(cfg, run_settings(cfg_dir), GinArgs(), stop_after=2)
+    first = run_stage(cfg, run_settings(cfg_dir), save_gin, stop_after=2)
     assert first["step"] == 2
-    resumed = run_stage(cfg, run_settings(cfg_dir), GinArgs(), resume=True)
+    resumed = run_stage(cfg, run_settings(cfg_dir), save_gin, resume=True)
     h_full = json.loads((tmp_path / "full" / "history.json").read_text())
     h_res = json.loads((cfg_dir / "history.json").read_text())
     assert h_res["step"] == [1, 2, 3, 4] and h_res["loss"] == h_full["loss"]
@@ -91,12 +96,12 @@ def test_bad_clip_shapes_are_named(frames, size, match):
 def test_wrong_data_shape_fails_before_training(tmp_path):
     cfg = tiny_config(stage="tokenizer", train_data=MovingSquares(4, num_frames=9))
     with pytest.raises(ValueError, match="configured for 5 x 16 x 16"):
-        run_stage(cfg, run_settings(tmp_path), GinArgs())
+        run_stage(cfg, run_settings(tmp_path), save_gin)
 
 
 def test_existing_run_needs_resume(tokenizer_run):
     with pytest.raises(ValueError, match="--resume"):
-        run_stage(tiny_config(stage="tokenizer", steps=2), run_settings(tokenizer_run[0]), GinArgs())
+        run_stage(tiny_config(stage="tokenizer", steps=2), run_settings(tokenizer_run[0]), save_gin)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):

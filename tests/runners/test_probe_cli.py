@@ -7,7 +7,9 @@ import sys
 import pytest
 import torch
 
-from runners import cli, extract, feature_cache, gin_setup, trial
+from probing import cache as feature_cache
+from probing import extract
+from runners import cli, gin_setup, trial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from probe_fixtures import SMOKE, smoke_args  # noqa: E402
@@ -25,7 +27,7 @@ def test_probe_outputs_and_binding_order(tmp_path, synthetic_cache, capsys):
                                         f"--gin.Probe.cache_dir='{tmp_path / 'cache'}'")])
     assert rc == 0
     m = _metrics(out)
-    assert m["status"] == "ok" and m["block"] == 3 and m["timestep"] == 100
+    assert m["status"] == "ok" and m["block"] == 3 and m["t"] == 100
     assert m["metric"] == "top1" and 0.0 <= m["value"] <= 1.0 and m["higher_is_better"] is True
     assert m["feature_source"] == "cache" and m["backbone_batches"] > 0
     operative = (out / "operative_config.gin").read_text()
@@ -47,7 +49,10 @@ def test_probe_outputs_and_binding_order(tmp_path, synthetic_cache, capsys):
 def test_bad_input_is_named(tmp_path, synthetic_cache, capsys, binding, message):
     assert cli.main(["probe", *smoke_args(tmp_path / "run", binding)]) == 2
     assert message in capsys.readouterr().err
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    # Errors found once the engine runs leave a 'failed' result naming them; earlier ones none.
+    result = tmp_path / "run" / "metrics.json"
+    assert not result.exists() or (_metrics(tmp_path / "run")["status"] == "failed"
+                                   and message in _metrics(tmp_path / "run")["error"])
 
 
 def test_nan_loss_stops_with_a_status_and_no_number(tmp_path, synthetic_cache, capsys):
@@ -103,15 +108,15 @@ def test_interrupted_extract_leaves_nothing(tmp_path, synthetic_cache):
 
 
 def test_metrics_json_is_replaced_atomically(tmp_path, monkeypatch):
-    trial.write_metrics(tmp_path, {"status": "ok", "value": 1.0})
+    trial.failed("first", tmp_path).write(tmp_path)
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError):
-        trial.write_metrics(tmp_path, {"status": "ok", "value": 2.0})
-    assert json.loads((tmp_path / "metrics.json").read_text())["value"] == 1.0
+        trial.failed("second", tmp_path).write(tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["error"] == "first"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 

@@ -5,15 +5,33 @@ import json
 import pandas as pd
 import pytest
 
+from probing.result import ProbeResult, failed
 from runners import cli, report
 
 
-def _trial(root, name, bindings, **metrics):
+def _result(d, bindings, status, **fields) -> ProbeResult:
+    """A ProbeResult as the engine writes it (tiny WALT, 4 blocks)."""
+    if status == "failed":
+        return failed(fields.pop("error"), d, bindings=bindings, **fields)
+    base = dict(status=status, error=None, value=None, metrics={}, backbone="walt", family="walt",
+                size="tiny", fingerprint="fp", num_blocks=4, depth=None, noise=None, split="val",
+                seed=0, noise_seed=0, steps=3, final_loss=0.1, head_params=10,
+                feature_source="cache", backbone_batches=1, compile_head=None, wall_s=1.0,
+                extract_s=0.0, readout_s=1.0, code="c", output_dir=str(d), bindings=bindings)
+    base.update(fields)
+    base["depth"] = base["block"] / 4
+    base.setdefault("block_spec", base["block"])
+    if base["value"] is not None:
+        base["metrics"] = {base["metric"]: base["value"]}
+    return ProbeResult(**base)
+
+
+def _trial(root, name, bindings, status=None, **fields):
     d = root / "trials" / name
     d.mkdir(parents=True)
     (d / "trial.json").write_text(json.dumps({"bindings": bindings}))
-    if metrics:
-        (d / "metrics.json").write_text(json.dumps(metrics))
+    if status is not None:
+        _result(d, bindings, status, **fields).write(d)
 
 
 @pytest.fixture
@@ -29,15 +47,15 @@ def experiment(tmp_path):
                          f"TASK = @{task}()"]
                     name = f"{task}-{variant}-{block}-{t}"
                     if (task, variant, block, t) == ("motion", "video", 2, 500):
-                        _trial(exp, name, b, status="error", error="GinError: unknown configurable", value=None)
+                        _trial(exp, name, b, status="failed", error="GinError: unknown configurable",
+                               block_spec=block, t=t)
                     elif (task, variant, block, t) == ("depth", "image", 1, 0):
-                        _trial(exp, name, b, status="diverged", error="loss became nan at step 3", value=None,
-                               task=task, metric=metric, higher_is_better=hib, variant=variant, size="tiny",
-                               block=block, timestep=t)
+                        _trial(exp, name, b, status="diverged", error="loss became nan at step 3",
+                               task=task, metric=metric, higher_is_better=hib, variant=variant,
+                               block=block, t=t)
                     else:
-                        _trial(exp, name, b, status="ok", error=None, value=value, task=task, metric=metric,
-                               higher_is_better=hib, variant=variant, size="tiny", block=block, block_spec=block,
-                               num_blocks=4, timestep=t, backbone="walt")
+                        _trial(exp, name, b, status="ok", value=value, task=task, metric=metric,
+                               higher_is_better=hib, variant=variant, block=block, t=t)
     _trial(exp, "motion-image-9-0", ["Probe.block = 9", "Probe.timestep = 0", "Backbone.variant = 'image'",
                                      "TASK = @motion()"])  # started, never finished
     return exp
@@ -49,8 +67,9 @@ def test_csv_rows_statuses_and_values(experiment, tmp_path, capsys):
     assert len(df) == 17 and set(report.COLUMNS) <= set(df.columns)
     by = df.set_index("trial")
     err = by.loc["motion-video-2-500"]
-    assert err.status == "error" and pd.isna(err.value) and "unknown configurable" in err.error
-    assert err.task == "motion" and err.block == 2 and err.t == 500 and err.model == "V-WALT tiny"
+    assert err.status == "failed" and pd.isna(err.value) and "unknown configurable" in err.error
+    # A failed trial shows what it knew (its own bindings), never a sibling's task or size.
+    assert pd.isna(err.task) and err.block_spec == 2 and err.t == 500 and err.model == "V-WALT"
     assert by.loc["depth-image-1-0"].status == "diverged" and pd.isna(by.loc["depth-image-1-0"].value)
     assert by.loc["motion-image-9-0"].status == "incomplete"
     assert (df[df.status == "ok"].value.notna()).all()
@@ -76,6 +95,16 @@ def test_best_rows_follow_the_metric_direction(experiment):
     best = report.best_rows(report.collect([experiment])).set_index(["task", "model"])
     assert best.loc[("motion", "V-WALT tiny")].value == pytest.approx(0.5 + 0.2 + 0.1)
     assert best.loc[("depth", "I-WALT tiny")].value == pytest.approx(1.5 - 0.7)
+
+
+def test_a_result_with_a_missing_field_is_refused_by_name(experiment, tmp_path, capsys):
+    path = experiment / "trials" / "motion-image-1-0" / "metrics.json"
+    data = json.loads(path.read_text())
+    del data["higher_is_better"]
+    path.write_text(json.dumps(data))
+    assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "missing field 'higher_is_better'" in err
 
 
 def test_missing_folder_is_a_clear_error(tmp_path, capsys):
@@ -214,7 +243,7 @@ def test_scattered_cells_get_no_curves_or_heatmaps_and_the_notes_say_why(tmp_pat
                      f"TASK = @{task}()"]
                 _trial(exp, f"{task}-{variant}-{block}-{t}", b, status="ok", error=None, value=0.5 + block / 100,
                        task=task, metric="top1", higher_is_better=True, variant=variant, size="tiny", block=block,
-                       block_spec=block, num_blocks=8, timestep=t, backbone="walt")
+                       block_spec=block, num_blocks=8, t=t, backbone="walt")
     paths = report.write_report([exp], tmp_path / "out")
     assert "fig5_tracks" in paths and "fig5_objects" not in paths
     assert not any(name.startswith("heatmap_") for name in paths)

@@ -93,9 +93,9 @@ def test_csv_has_each_trial_once_and_errors_as_errors(resumed):
     assert not df.duplicated(["variant", "block_spec", "t"]).any()
     ok, bad = df[df.status == "ok"], df[df.status != "ok"]
     assert len(ok) == 4 and ok.value.notna().all() and set(ok.block) == {1}
-    assert len(bad) == 4 and (bad.status == "error").all() and bad.value.isna().all()
+    assert len(bad) == 4 and (bad.status == "failed").all() and bad.value.isna().all()
     assert bad.error.str.contains("block 99 does not exist").all()
-    assert set(bad.task) == {"synthetic_motion"}  # filled from the finished siblings
+    assert set(bad.task) == {"synthetic_motion"}  # the engine recorded what it knew when it failed
     summary = (exp / "report" / "summary.md").read_text()
     assert "block 99 does not exist" in summary and "Trials without a result" in summary
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from walt.sizes import (TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES, count_tokenizer_parameters,
-                        count_walt_parameters)
+from walt.counts import count_tokenizer_parameters, count_walt_parameters
+from walt.sizes import TOKENIZER_SIZES, WALT_NOMINAL, WALT_SIZES
 from walt.transformer import WALT
 
 

@@ -8,7 +8,8 @@ from torch import nn
 
 from walt.noise import NoiseSchedule
 from walt.training import (EMA, diffusion_loss, latent_statistics, psnr, tokenizer_loss, uint8_to_unit,
-                           unit_to_uint8, warmup_cosine)
+                           unit_to_uint8)
+from readouts.optim import warmup_cosine
 
 
 def test_psnr_closed_form():
@@ -25,13 +26,13 @@ def test_uint8_round_trip():
 
 @pytest.mark.parametrize("steps,warmup", [(100, 10), (1000, 0)])
 def test_warmup_cosine_shape(steps, warmup):
-    f = [warmup_cosine(s, steps=steps, warmup=warmup, final_ratio=0.01) for s in range(steps)]
+    f = [warmup_cosine(s, steps=steps, warmup=warmup, final=0.01, count_from=1) for s in range(steps)]
     if warmup:
         assert f[0] == pytest.approx(1 / warmup) and f[warmup - 1] == pytest.approx(1.0)
     after = f[warmup:]
     assert after[0] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(after, after[1:]))
-    assert warmup_cosine(steps, steps=steps, warmup=warmup, final_ratio=0.01) == pytest.approx(0.01)
+    assert warmup_cosine(steps, steps=steps, warmup=warmup, final=0.01, count_from=1) == pytest.approx(0.01)
 
 
 def test_ema_warmup_closed_form():
@@ -94,10 +95,9 @@ def test_latent_statistics_match_torch():
 
 def test_device_side_coefficients_match_the_schedule():
     from walt.noise import NoiseSchedule
-    from walt.training import _coefficients
     schedule = NoiseSchedule("linear")
     z0, noise = torch.randn(4, 8, 5, 4, 4), torch.randn(4, 8, 5, 4, 4)
     t = torch.tensor([0, 10, 500, 999])
-    a, s = _coefficients(schedule, t, z0)
+    a, s = schedule.coefficients_on_device(t, z0)
     torch.testing.assert_close(a * z0 + s * noise, schedule.add_noise(z0, noise, t))
     torch.testing.assert_close(a * noise - s * z0, schedule.velocity(z0, noise, t))

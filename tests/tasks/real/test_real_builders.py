@@ -6,7 +6,7 @@ import gin
 import pytest
 import torch
 
-import runners.gin_tasks_real  # noqa: F401  registers ImageNet, ..., WaymoBoxes
+import runners.configurables  # noqa: F401  registers ImageNet, ..., WaymoBoxes
 from tasks.real import builders
 from tasks.real.common import DatasetFormatError
 

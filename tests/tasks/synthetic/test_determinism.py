@@ -48,7 +48,7 @@ def test_dataset_cache_roundtrip_and_task(tmp_path):
 def test_every_gin_file_parses_and_binds_a_task():
     import glob
     import gin
-    import runners.gin_tasks  # noqa: F401
+    import runners.configurables  # noqa: F401
     files = sorted(glob.glob("gin/tasks/synthetic/*.gin"))
     assert len(files) == 10
     for path in files:

@@ -6,7 +6,7 @@ import functools
 import pytest
 import torch
 
-from walt.build import build_backbone
+from backbones.build import build_backbone
 
 KW = dict(size="tiny", tokenizer="tiny", image_size=16, num_frames=5, reuse=False)
 BLOCKS = [0, 2, 4]

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from runners.gin_setup import write_text_atomic
+from walt.checkpoint import write_text_atomic
 
 
 def _replace_into(path: Path, write: Callable[[Path], None]) -> Path:

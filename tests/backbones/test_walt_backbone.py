@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from walt.backbone import Backbone, resolve_blocks
-from walt.build import build_backbone
+from backbones.base import Backbone, resolve_blocks
+from backbones.build import build_backbone
 from walt.checkpoint import CheckpointError, file_fingerprint, load_walt, save_module
 from walt.transformer import WALT
 
@@ -123,7 +123,7 @@ def test_bf16_checkpoint_loads_into_float32(tmp_path):
 @pytest.mark.parametrize("name", ["tiny", "small", "284m", "724m", "1p9b"])
 def test_backbone_gin_files_parse_and_bind(name):
     import gin
-    import runners.gin_walt  # noqa: F401
+    import runners.configurables  # noqa: F401
     root = Path(__file__).resolve().parents[2] / "gin"
     gin.clear_config()
     gin.add_config_file_search_path(str(root))
@@ -137,7 +137,7 @@ def test_backbone_gin_files_parse_and_bind(name):
 
 def test_gin_builds_the_tiny_backbone():
     import gin
-    import runners.gin_walt  # noqa: F401
+    import runners.configurables  # noqa: F401
     root = Path(__file__).resolve().parents[2] / "gin"
     gin.clear_config()
     gin.add_config_file_search_path(str(root))

@@ -1,4 +1,4 @@
-"""The Backbone contract (what every probed model implements) and WALT's implementation.
+"""WALT (I-WALT / V-WALT) as a `Backbone` (backbones/base.py): family 'walt'.
 
   video uint8 (b, T, H, W, 3)
     -> float in [-1, 1], (b, 3, T, H, W); images (T = 1) tiled to `num_frames` if asked
@@ -12,74 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Iterable, Protocol, Sequence, runtime_checkable
+from typing import Iterable
 
 import torch
-from einops import rearrange, repeat
+from einops import repeat
 from torch import Tensor
 
+from backbones.base import NoiseLevel, log_snr_from_abar, resolve_blocks, walt_equivalent_t
 from walt.noise import NoiseSchedule, eval_noise
+from walt.sizes import WALT_SIZES
 from walt.tokenizer import Tokenizer
+from walt.training import uint8_to_unit
 from walt.transformer import WALT
-
-
-@runtime_checkable
-class Backbone(Protocol):
-    """A frozen model whose activations readouts probe.
-
-    features(video, t, blocks, seeds=None) -> {block: (b, t', h', w', D)} from one forward pass.
-      video: uint8 (b, T, H, W, 3); t: noise timestep, int or (b,) long (backbones without noise
-      ignore it); blocks: indices in [0, num_blocks] (0 = embedding output); seeds: (b,) long
-      per-example seeds for any randomness (fixed evaluation noise), None = fresh randomness.
-    feature_dim: D.  num_blocks: L (valid blocks are 0..L).  name: short human-readable name.
-    fingerprint: stable string identifying weights + config + preprocessing (feature-cache key).
-    """
-
-    feature_dim: int
-    num_blocks: int
-    name: str
-
-    @property
-    def fingerprint(self) -> str: ...
-
-    def features(self, video: Tensor, t, blocks: Sequence[int],
-                 seeds: Tensor | None = None) -> dict[int, Tensor]: ...
-
-
-def resolve_blocks(spec, num_blocks: int) -> list[int]:
-    """Block selection -> sorted unique indices in [0, num_blocks].
-
-    spec: an int (a block index), a float in [0, 1] (a fraction of depth: round(f * L), so 0.66
-    of 24 -> 16 and 1.0 -> L), a string of either ('16', '0.66'), or an iterable of those.
-    """
-    items = [spec] if isinstance(spec, (int, float, str)) else list(spec)
-    out = set()
-    for item in items:
-        if isinstance(item, str):
-            item = float(item) if "." in item else int(item)
-        if isinstance(item, bool):
-            raise ValueError(f"block spec {item!r} is a bool; give an int or a fraction")
-        if isinstance(item, float):
-            if not 0.0 <= item <= 1.0:
-                raise ValueError(f"fractional block {item} must lie in [0, 1] (ints are indices)")
-            item = round(item * num_blocks)
-        item = int(item)
-        if not 0 <= item <= num_blocks:
-            raise ValueError(f"block {item} out of range: this backbone has blocks 0..{num_blocks}")
-        out.add(item)
-    if not out:
-        raise ValueError("no blocks requested")
-    return sorted(out)
-
-
-def video_to_model_input(video: Tensor) -> Tensor:
-    """uint8 (b, T, H, W, 3) -> float32 (b, 3, T, H, W) in [-1, 1]."""
-    if video.ndim != 5 or video.shape[-1] != 3:
-        raise ValueError(f"video must be uint8 (b, T, H, W, 3); got {tuple(video.shape)} "
-                         f"{video.dtype}")
-    if video.dtype != torch.uint8:
-        raise ValueError(f"video must be uint8 in [0, 255]; got {video.dtype}")
-    return rearrange(video, "b T H W c -> b c T H W").float() / 127.5 - 1.0
 
 
 class WALTBackbone(torch.nn.Module):
@@ -161,6 +105,36 @@ class WALTBackbone(torch.nn.Module):
     def name(self) -> str:
         return f"{'V' if self.walt.variant == 'video' else 'I'}-WALT-d{self.walt.width}-L{self.num_blocks}"
 
+    family = "walt"
+
+    @property
+    def variant(self) -> str:
+        """'image' (I-WALT) or 'video' (V-WALT): the transformer's own setting."""
+        return self.walt.variant
+
+    @property
+    def size(self) -> str:
+        """The named size (walt/sizes.py) whose width, depth and heads this transformer has,
+        read from the model's config (so a loaded checkpoint reports its own size), or
+        'd<width>-L<depth>' for a shape no named size has."""
+        cfg = self.walt.config
+        for name, row in WALT_SIZES.items():
+            if all(cfg.get(k) == row[k] for k in ("width", "depth", "num_heads")):
+                return name
+        return f"d{cfg.get('width')}-L{cfg.get('depth')}"
+
+    def noise_level(self, t) -> NoiseLevel:
+        """t: a scalar timestep index in [0, T). Native = t; log-SNR from this backbone's
+        schedule; walt_t = t (WALT is the shared axis' reference)."""
+        t = int(t)
+        if not 0 <= t < self.schedule.num_timesteps:
+            raise ValueError(f"timestep {t} is outside [0, {self.schedule.num_timesteps})")
+        log_snr = log_snr_from_abar(float(self.schedule.alphas_cumprod[t]))
+        # WALT's own schedule is the shared axis; a non-default schedule maps through log-SNR.
+        walt_t = (float(t) if self.schedule.config == NoiseSchedule().config
+                  else walt_equivalent_t(log_snr))
+        return NoiseLevel(native=float(t), log_snr=log_snr, walt_t=walt_t)
+
     def _hash_tensors(self) -> str:
         h = hashlib.sha256()
         for module in (self.tokenizer, self.walt):
@@ -190,7 +164,7 @@ class WALTBackbone(torch.nn.Module):
     def encode(self, video: Tensor) -> Tensor:
         """uint8 (b, T, H, W, 3) -> normalised clean latents z0 (b, z, t, h, w) float32."""
         device = self.walt.pos_temporal.device
-        x = video_to_model_input(video.to(device))
+        x = uint8_to_unit(video.to(device))                             # (b, 3, T, H, W)
         if x.shape[2] == 1 and self.repeat_images:
             x = repeat(x, "b c 1 H W -> b c T H W", T=self.num_frames)
         tok_dtype = next(self.tokenizer.parameters()).dtype

@@ -1,5 +1,5 @@
 """`build_backbone`: a ready WALTBackbone from a size name and optional checkpoints (plain
-Python; gin registers it as `Backbone` in runners/gin_walt.py).
+Python; gin registers it as `Backbone` in runners/configurables.py).
 
 Building a large random backbone (284m + the base tokenizer: ~0.6B parameters initialised on
 the CPU) takes seconds, and a grid of probes in one process asks for the same backbone once per
@@ -9,11 +9,12 @@ checkpoint file's size and mtime) is the same, so only the first trial pays.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
-from walt.backbone import WALTBackbone
+from backbones.walt import WALTBackbone
 from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt
 from walt.noise import NoiseSchedule
 from walt.tokenizer import Tokenizer
@@ -23,14 +24,20 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint path as given, or relative to the repository root (where the shipped
-    `checkpoints/` live) when it does not exist relative to the working directory."""
+    """A checkpoint path as given (absolute, or relative to the working directory), else relative
+    to $WALT_PROBE_ROOT (a folder holding the shipped `checkpoints/`, e.g. a clone of the
+    repository, for a wheel install), else relative to the repository root of this source tree."""
     p = Path(path).expanduser()
     if p.is_file() or p.is_absolute():
         return p
-    if (REPO_ROOT / p).is_file():
-        return REPO_ROOT / p
-    raise FileNotFoundError(f"checkpoint '{path}' not found (looked in {Path.cwd()} and {REPO_ROOT})")
+    roots = [Path(os.environ["WALT_PROBE_ROOT"]).expanduser()] if os.environ.get("WALT_PROBE_ROOT") else []
+    roots.append(REPO_ROOT)
+    for root in roots:
+        if (root / p).is_file():
+            return root / p
+    raise FileNotFoundError(f"checkpoint '{path}' not found (looked in {Path.cwd()}"
+                            + "".join(f", {r}" for r in roots) + "); set WALT_PROBE_ROOT to the "
+                            "folder that holds checkpoints/ (e.g. a clone of the repository)")
 
 
 def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = "tiny",

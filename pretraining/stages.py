@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import dataclasses
-import random
 import time
 from pathlib import Path
 
@@ -18,23 +17,16 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from runners import gin_setup
-from runners.pretrain_artifacts import (contact_sheet, count_training_flops, device_description,
+from pretraining.artifacts import (contact_sheet, count_training_flops, device_description,
                                         loss_curve, write_json)
-from runners.pretrain_data import (LatentBank, datasets_from, fingerprint_clips, iter_unit_batches,
+from pretraining.data import (LatentBank, datasets_from, fingerprint_clips, iter_unit_batches,
                                    load_clips, tokenizer_batch)
-from runners.pretrain_loop import Dist, LoopConfig, Trainer, close_dist, init_dist, latest_checkpoint
-from walt.training import (Reconstruct, diffusion_loss, latent_statistics, psnr, tokenizer_loss,
+from pretraining.loop import Dist, LoopConfig, Trainer, close_dist, init_dist, latest_checkpoint
+from walt.training import (Reconstruct, seed_everything, diffusion_loss, latent_statistics, psnr, tokenizer_loss,
                            uint8_to_unit, unit_to_uint8)
 
 NUM_TIMESTEPS = 1000
 VAL_TIMESTEPS = (100, 300, 500, 700, 900)
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def _loop_config(cfg) -> LoopConfig:
@@ -64,7 +56,7 @@ def _video_row(video: torch.Tensor, every: int = 2) -> torch.Tensor:
 class _Run:
     """Shared plumbing of one stage invocation: folders, logging, resume policy, the record."""
 
-    def __init__(self, cfg, run, gin_args, d: Dist, resume: bool):
+    def __init__(self, cfg, run, save_config, d: Dist, resume: bool):
         self.cfg, self.run, self.d = cfg, run, d
         self.dir = run.path
         self.t0 = time.perf_counter()
@@ -78,7 +70,8 @@ class _Run:
         self.resume_from = existing if resume else None
         if d.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
-            gin_setup.save_operative_config(self.dir, gin_args)
+            if save_config is not None:  # the caller's record of its configuration
+                save_config(self.dir)
         self.evals: list[dict] = []
 
     def log(self, msg: str) -> None:
@@ -109,13 +102,13 @@ class _Run:
         loss_curve(trainer.history, self.dir / "loss_curve.png", title=title)
 
 
-def run_stage(cfg, run, gin_args, *, resume: bool = False, stop_after: int | None = None) -> dict:
+def run_stage(cfg, run, save_config=None, *, resume: bool = False, stop_after: int | None = None) -> dict:
     """Runs cfg.stage in this process (one rank of a torchrun job, or alone); returns run.json's dict."""
     d = init_dist(run.torch_device())
     try:
-        _seed_all(run.seed)
+        seed_everything(run.seed)
         stage = tokenizer_stage if cfg.stage == "tokenizer" else diffusion_stage
-        result = stage(cfg, run, gin_args, d, resume=resume, stop_after=stop_after)
+        result = stage(cfg, run, save_config, d, resume=resume, stop_after=stop_after)
         result["is_main"] = d.is_main
         return result
     finally:
@@ -124,10 +117,10 @@ def run_stage(cfg, run, gin_args, *, resume: bool = False, stop_after: int | Non
 
 # ----------------------------------------------------------------------------- tokenizer
 
-def tokenizer_stage(cfg, run, gin_args, d: Dist, *, resume: bool, stop_after: int | None) -> dict:
+def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after: int | None) -> dict:
     from walt.tokenizer import Tokenizer
 
-    r = _Run(cfg, run, gin_args, d, resume)
+    r = _Run(cfg, run, save_config, d, resume)
     # 1. Data: every clip in memory on the device, checked against the configured shape.
     train = load_clips(datasets_from(cfg.train_data, "train"), num_frames=cfg.num_frames,
                        image_size=cfg.image_size, num_workers=cfg.num_workers, where="train data")
@@ -194,13 +187,13 @@ def tokenizer_stage(cfg, run, gin_args, d: Dist, *, resume: bool, stop_after: in
 
 # ----------------------------------------------------------------------------- diffusion
 
-def diffusion_stage(cfg, run, gin_args, d: Dist, *, resume: bool, stop_after: int | None) -> dict:
+def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after: int | None) -> dict:
     from walt.checkpoint import file_fingerprint, load_tokenizer
     from walt.noise import NoiseSchedule, eval_noise
     from walt.sampling import ddim_sample
     from walt.transformer import WALT
 
-    r = _Run(cfg, run, gin_args, d, resume)
+    r = _Run(cfg, run, save_config, d, resume)
     # 1. Data: clips -> frozen tokenizer -> clip latents and per-frame image latents.
     tok_path = Path(cfg.tokenizer_checkpoint).expanduser()
     if not tok_path.is_file():

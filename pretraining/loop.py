@@ -25,7 +25,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from walt.training import EMA, warmup_cosine
+from readouts.optim import warmup_cosine
+from walt.training import EMA
 
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 
@@ -251,7 +252,7 @@ class Trainer:
         self.model.train()
         while self.step < target:
             factor = warmup_cosine(self.step, steps=cfg.steps, warmup=min(cfg.warmup, cfg.steps // 5),
-                                   final_ratio=cfg.final_lr_ratio)
+                                   peak=1.0, final=cfg.final_lr_ratio, count_from=1)
             for group in self.opt.param_groups:
                 group["lr"] = cfg.lr * factor
             with torch.autocast(self.d.device.type, dtype=torch.bfloat16, enabled=self.bf16):

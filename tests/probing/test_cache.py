@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from runners import feature_cache as fc
+from probing import cache as fc
 
 
 def _key(**over):

@@ -1,0 +1,134 @@
+"""Extraction: capture the activations of every block a grid needs, at one t, into the cache.
+
+One backbone pass per batch yields all requested blocks (the backbone runs only up to the
+deepest one), so caching an L-block x T-timestep grid costs T passes over each split. The noise
+is fixed per example (seed = item index + NOISE_STRIDE * noise_seed), so the cached features are
+exactly those a probe would compute on the fly with the same settings.
+
+API (used by the probe engine, `walt-probe extract` and the sweep's cache-preparation tasks):
+  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed) -> CacheKey
+  ensure_entry(backbone, task, split, timestep, blocks, root, ...) -> (CacheEntry, created: bool)
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from backbones.base import resolve_blocks
+from probing import cache as fc
+from probing.progress import Progress
+
+
+class ConfigError(ValueError):
+    """The probe's configuration cannot work (missing component, block out of range, ...)."""
+
+
+NOISE_STRIDE = 1_000_003  # > any split size here, so noise seeds of different noise_seed never collide
+
+
+def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
+    """(b,) long seeds of the fixed evaluation noise of each example (its index, offset by noise_seed)."""
+    if "index" not in batch:
+        raise KeyError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
+                       "it seeds the fixed noise that makes features reproducible and cacheable")
+    return torch.as_tensor(batch["index"]).long() + NOISE_STRIDE * int(noise_seed)
+
+
+def resolve_block(spec, num_blocks: int) -> int:
+    """One block index: an int (0 = embedding output, 1..L) or a fraction of depth in [0, 1]
+    (0.66 of 12 blocks -> 8); 1 and 1.0 differ. `backbones.base.resolve_blocks` decides; this
+    only insists on exactly one block and raises ConfigError."""
+    if isinstance(spec, bool) or not isinstance(spec, (int, float)):
+        raise ConfigError(f"block must be an int or a fraction of depth, got {spec!r}")
+    try:
+        (block,) = resolve_blocks(spec, num_blocks)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return block
+
+
+def valid_blocks(specs: Sequence, num_blocks: int) -> list[int]:
+    """The resolvable blocks among `specs` (a grid's block axis); invalid specs are skipped here
+    and fail in the trial that asks for them, with their own message."""
+    out = set()
+    for spec in specs:
+        try:
+            out.add(resolve_block(spec, num_blocks))
+        except ConfigError:
+            pass
+    return sorted(out)
+
+
+def cache_key(backbone, task, split: str, timestep: int, blocks: Sequence[int],
+              dtype: str = "float16", noise_seed: int = 0) -> fc.CacheKey:
+    """The cache key of `task`'s split seen through `backbone` at `timestep`."""
+    preprocessing = {"dtype": dtype, "noise": "fixed-per-index", "noise_seed": int(noise_seed),
+                     "noise_stride": NOISE_STRIDE}
+    return fc.CacheKey(backbone=str(backbone.fingerprint), timestep=int(timestep),
+                       dataset=fc.dataset_identity(task.name, split, task.split(split)),
+                       split=split, preprocessing=preprocessing, blocks=tuple(blocks))
+
+
+def device_of(backbone) -> torch.device:
+    for attr in ("device",):
+        if isinstance(getattr(backbone, attr, None), torch.device):
+            return getattr(backbone, attr)
+    params = getattr(backbone, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_workers: int = 0,
+            shard_size: int = 512, log_every_s: float = 30.0) -> fc.CacheEntry:
+    """Runs the backbone once per batch over key.split and commits a new cache entry."""
+    dataset = task.split(key.split)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    device = device_of(backbone)
+    t0 = time.time()
+    passes = 0
+    with fc.CacheWriter(root, key, dtype=key.preprocessing["dtype"], shard_size=shard_size) as writer:
+        bar = Progress(len(loader), f"extract {task.name}/{key.split} t={key.timestep}", log_every_s)
+        with torch.no_grad():
+            for batch in loader:
+                seeds = noise_seeds(batch, key.preprocessing["noise_seed"]).to(device)
+                feats = backbone.features(batch["video"].to(device), key.timestep, list(key.blocks), seeds=seeds)
+                passes += 1
+                writer.add({b: feats[b] for b in key.blocks}, batch)
+                bar.update()
+        bar.close()
+        return writer.commit({"backbone_batches": passes, "seconds": round(time.time() - t0, 3)})
+
+
+# The Probe settings that decide which cache entry a probe reads: the key's fields (cache_key),
+# the folder, the stored block set, and whether the cache is used at all. Every other Probe
+# setting changes only the readout; probing/probe.py derives READOUT_ONLY_FIELDS from this, and
+# the sweep its readout-only grid axes (grid points differing only there share one entry).
+ENTRY_FIELDS = ("backbone", "task", "timestep", "cache_dtype", "noise_seed", "cache_dir",
+                "cache_blocks", "use_cache")
+
+
+def ensure_probe_entry(probe, split: str, blocks: Sequence[int]) -> tuple[fc.CacheEntry, bool]:
+    """`ensure_entry` with a Probe's settings (probing/probe.py): (entry, created)."""
+    return ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks, probe.cache_dir,
+                        probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
+
+
+def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int], root,
+                 dtype: str = "float16", noise_seed: int = 0, batch_size: int = 32,
+                 num_workers: int = 0) -> tuple[fc.CacheEntry, bool]:
+    """The cache entry holding all `blocks` for this split and t; extracts it if missing.
+
+    Returns (entry, created). An existing entry with a superset of the blocks is reused.
+    """
+    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed)
+    entry = fc.CacheEntry.find(root, key)
+    if entry is not None:
+        return entry, False
+    return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True
