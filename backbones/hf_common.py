@@ -26,6 +26,7 @@ from torch import Tensor
 
 from backbones.base import NoiseLevel, resolve_blocks
 from walt.noise import eval_noise
+from walt.training import uint8_to_unit
 
 
 class ModelDirError(ValueError):
@@ -106,8 +107,7 @@ def fingerprint_of(**parts) -> str:
 
 def video_to_unit_range(video: Tensor) -> Tensor:
     """uint8 (b, T, H, W, 3) -> float32 (b, 3, T, H, W) in [-1, 1] (what diffusion VAEs take)."""
-    from walt.backbone import video_to_model_input  # the project's one conversion (moves with the engine redesign)
-    return video_to_model_input(video)
+    return uint8_to_unit(video)  # the project's one conversion
 
 
 def draw_noise(shape, seeds: Tensor | None, device, dtype=torch.float32) -> Tensor:

@@ -13,6 +13,15 @@ import gin
 
 import search_spaces
 from backbones.build import build_backbone
+from backbones.cogvideox import build_cogvideox
+from backbones.dinov2 import build_dinov2
+from backbones.ltx import build_ltx_video
+from backbones.pixart_latte import build_latte, build_pixart_alpha
+from backbones.sd_unet import build_animatediff, build_sd15
+from backbones.siglip import build_siglip
+from backbones.videomae import build_videomae
+from backbones.vjepa2 import build_vjepa2
+from backbones.wan import build_wan
 from probing.probe import Probe as _Probe
 from readouts import optim
 from readouts.linear import LinearReadout
@@ -38,8 +47,21 @@ Pretrain = gin.external_configurable(_Pretrain, "Pretrain")
 # plain arguments and returns an object implementing backbones/base.py's Backbone.
 #   Backbone: WALT (backbones/build.py): Backbone.size, .variant, .walt_checkpoint, ...;
 #   --gin.Backbone.compile=True runs feature capture through torch.compile (same cache key).
+#   The library models (gin/backbones/external/*.gin, docs/backbones.md) under their builders'
+#   names; diffusers / transformers are imported only when one is built.
 BACKBONES = {
     "Backbone": build_backbone,
+    "build_cogvideox": build_cogvideox,
+    "build_wan": build_wan,
+    "build_ltx_video": build_ltx_video,
+    "build_pixart_alpha": build_pixart_alpha,
+    "build_latte": build_latte,
+    "build_sd15": build_sd15,
+    "build_animatediff": build_animatediff,
+    "build_dinov2": build_dinov2,
+    "build_siglip": build_siglip,
+    "build_videomae": build_videomae,
+    "build_vjepa2": build_vjepa2,
 }
 for _name, _builder in BACKBONES.items():
     gin.external_configurable(_builder, _name)

@@ -302,18 +302,6 @@ GIN = {"dinov2": ("dinov2", "DINOV2_DIR", ()),
        "vjepa2": ("vjepa2", "VJEPA2_DIR", ("--gin.VJEPA2_FRAMES=4", "--gin.VJEPA2_IMAGE_FRAMES=4"))}
 
 
-def _register_builders():
-    """The lead registers the builders in runners/ at merge time; until then (and harmlessly
-    after) the test registers the ones gin does not know yet."""
-    import gin
-    with gin.unlock_config():       # an earlier CLI run in this process locked it
-        for fn in (build_dinov2, build_siglip, build_videomae, build_vjepa2):
-            try:
-                gin.external_configurable(fn, fn.__name__)
-            except ValueError:      # already registered
-                pass
-
-
 @pytest.fixture(scope="module")
 def synthetic_cache(tmp_path_factory):
     """The smoke task's clips, rendered once for the CLI tests (a private cache folder)."""
@@ -330,7 +318,6 @@ def test_probe_through_the_cli(name, saved, synthetic_cache, tmp_path):
     import json
 
     from runners import cli
-    _register_builders()
     gin_name, macro, extra = GIN[name]
     out = tmp_path / "run"
     rc = cli.main(["probe", "--gin_file=experiments/smoke_tiny.gin",

@@ -1,9 +1,7 @@
 """The pair gin files parse, the presets are Fig. 1's sweep shape (2 arms x 10 tasks), and a
 preset's image arm builds from its gin binding on a tiny saved pipeline.
 
-The builders are registered with gin under their own names by runners/configurables.py at
-merge time; until then this module registers any that are missing (at import, so the
-experiment-parsing test of tests/runners sees them too).
+The builders are registered with gin under their own names by runners/configurables.py.
 """
 
 import sys
@@ -16,17 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 pytest.importorskip("diffusers")
 
-from backbones.pixart_latte import build_latte, build_pixart_alpha  # noqa: E402
-from backbones.sd_unet import build_animatediff, build_sd15  # noqa: E402
 from runners import gin_setup, sweep  # noqa: E402
 
-import runners.configurables  # noqa: E402,F401  (registers the project's names first)
-
-for _fn in (build_pixart_alpha, build_latte, build_sd15, build_animatediff):
-    try:
-        gin.get_configurable(_fn.__name__)
-    except ValueError:   # not registered yet: register it here
-        gin.external_configurable(_fn, _fn.__name__)
+import runners.configurables  # noqa: E402,F401  (registers the project's names)
 
 GIN = gin_setup.DEFAULT_SEARCH_PATH
 PRESETS = {"pair_pixart_latte.gin": ("PixArt-alpha", "Latte"),

@@ -10,31 +10,18 @@ import pytest
 
 pytest.importorskip("diffusers")
 
-from backbones.cogvideox import build_cogvideox
-from backbones.ltx import build_ltx_video
-from backbones.wan import build_wan
 from runners import cli
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from video_dit_fixtures import make_cogvideox, make_ltx, make_wan, one_thread  # noqa: E402,F401
 
-# (gin file, its required macro, builder, tiny pipeline maker)
+# (gin file, its required macro, tiny pipeline maker); the builders are registered with gin
+# by runners/configurables.py
 FAMILIES = {
-    "cogvideox": ("backbones/external/cogvideox.gin", "COGVIDEOX_DIR", build_cogvideox,
-                  make_cogvideox),
-    "wan": ("backbones/external/wan.gin", "WAN_DIR", build_wan, make_wan),
-    "ltx_video": ("backbones/external/ltx_video.gin", "LTX_DIR", build_ltx_video, make_ltx),
+    "cogvideox": ("backbones/external/cogvideox.gin", "COGVIDEOX_DIR", make_cogvideox),
+    "wan": ("backbones/external/wan.gin", "WAN_DIR", make_wan),
+    "ltx_video": ("backbones/external/ltx_video.gin", "LTX_DIR", make_ltx),
 }
-
-
-def register(builder):
-    """The builder under its own name, unless runners/configurables.py registers it already."""
-    import runners.configurables  # noqa: F401  (registers the project's names first)
-    try:
-        gin.get_configurable(builder.__name__)
-    except ValueError:
-        with gin.unlock_config():   # an earlier CLI run in this process finalised the config
-            gin.external_configurable(builder, builder.__name__)
 
 
 @pytest.fixture
@@ -46,8 +33,7 @@ def synthetic_cache(tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_probe_through_the_cli(family, tmp_path, synthetic_cache):
-    gin_file, macro, builder, make = FAMILIES[family]
-    register(builder)
+    gin_file, macro, make = FAMILIES[family]
     root = make(tmp_path / family)
     out = tmp_path / "run"
     extra = ["--gin.build_wan.text_len=16"] if family == "wan" else []
@@ -58,5 +44,8 @@ def test_probe_through_the_cli(family, tmp_path, synthetic_cache):
                    "--gin.Probe.eval_batch_size=4", "--gin.BLOCK=2", "--gin.TIMESTEP=500", *extra])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["status"] == "ok" and metrics["block"] == 2 and metrics["timestep"] == 500
+    assert metrics["status"] == "ok" and metrics["block"] == 2 and metrics["t"] == 500
+    # the result carries the shared noise axis: native value, log-SNR, WALT-equivalent t
+    noise = metrics["noise"]
+    assert set(noise) == {"native", "log_snr", "walt_t"} and 0.0 < noise["walt_t"] < 999.0
     assert metrics["metric"] == "top1" and 0.0 <= metrics["value"] <= 1.0
