@@ -60,13 +60,25 @@ def require_file(path: str | Path, what: str, hint: str = "") -> Path:
     return p
 
 
-def find_first(candidates: Sequence[Path], what: str) -> Path:
-    """The first existing path among `candidates`, or an error listing every place looked."""
+def describe_dir(path: Path, limit: int = 10) -> str:
+    """What a folder holds, for layout errors: 'a/, b.json, ... (+N more)' or 'nothing'."""
+    if not path.is_dir():
+        return "no such folder"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "nothing"
+
+
+def find_first(candidates: Sequence[Path], what: str, root: Path | None = None) -> Path:
+    """The first existing path among `candidates`, or an error listing every place looked
+    (and, given `root`, what was found there instead)."""
     for c in candidates:
         if c.exists():
             return c
     looked = "\n  ".join(str(c) for c in candidates)
-    raise DatasetFormatError(f"{what}: none of these exist:\n  {looked}")
+    found = f"\nfound in {root}: {describe_dir(root)}" if root is not None else ""
+    raise DatasetFormatError(f"{what}: none of these exist:\n  {looked}{found}\n"
+                             f"(docs/real_datasets.md lists the layouts read)")
 
 
 class SkipLog:
