@@ -122,7 +122,7 @@ def decode_image(data: bytes | str | Path, source: str = "") -> np.ndarray:
 
 
 def read_depth_png(path: Path) -> np.ndarray:
-    """A 16-bit depth PNG (ScanNet: millimetres, 0 = invalid) as uint16 (H, W)."""
+    """A 16-bit depth PNG or PGM (ScanNet: millimetres, 0 = invalid) as uint16 (H, W)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
