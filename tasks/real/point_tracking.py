@@ -264,6 +264,23 @@ class KubricTracks(SkipLog):
             raise DatasetFormatError(f"{self.files[i]}: not a Kubric track file ({err}); expected "
                                      f"arrays video (T,H,W,3) uint8, target_points (N,T,2), "
                                      f"occluded (N,T)") from err
+        source = str(self.files[i])
+        video = check_video_uint8(video, source)
+        if points.ndim != 3 or points.shape[2] != 2 or points.shape[:2] != occluded.shape \
+                or points.shape[1] != len(video):
+            raise DatasetFormatError(f"{source}: target_points {points.shape}, occluded "
+                                     f"{occluded.shape}, {len(video)} frames; expected (N, T, 2), "
+                                     f"(N, T) and T frames")
+        h, w = video.shape[1:3]
+        # Visible points lie on the raster: [0, W] x [0, H] pixels (pixel centres at +0.5).
+        outside = ((points < 0) | (points > np.array([w, h], np.float32))
+                   | ~np.isfinite(points)).any(-1) & ~occluded
+        bad = first_bad(outside)
+        if bad is not None:
+            n, t = bad
+            raise DatasetFormatError(f"{source}: track {n} frame {t} is visible at [x, y] = "
+                                     f"{points[n, t].tolist()} px, outside the {w} x {h} raster; "
+                                     f"expected pixel coordinates (or 'points' in [0, 1])")
         return video, points, occluded
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

@@ -223,3 +223,18 @@ def test_kubric_bad_inputs(tmp_path):
     np.savez(tmp_path / "bad.npz", video=np.zeros((4, 8, 8, 3), np.uint8))
     with pytest.raises(DatasetFormatError, match="bad.npz: not a Kubric track file"):
         KubricTracks(tmp_path)[0]
+
+
+def test_kubric_bad_records_are_named(tmp_path):
+    pts = _kubric_npz(tmp_path / "0000.npz")
+    with np.load(tmp_path / "0000.npz") as z:
+        video, occluded = z["video"], z["occluded"]
+    bad = pts.copy()
+    bad[2, 3] = [480.0, 5.0]
+    np.savez(tmp_path / "0001.npz", video=video, target_points=bad, occluded=occluded)
+    ds = KubricTracks(tmp_path, image_size=S, num_frames=T)
+    with pytest.raises(DatasetFormatError, match=r"0001.npz: track 2 frame 3 is visible at .* outside the 48 x 40"):
+        ds[1]
+    np.savez(tmp_path / "0001.npz", video=video.astype(np.float32), target_points=pts, occluded=occluded)
+    with pytest.raises(DatasetFormatError, match=r"0001.npz: video has dtype float32"):
+        ds[1]
