@@ -277,7 +277,7 @@ def carve_val(items: Sequence, keys: Sequence[str], split: str, *, val_fraction:
 
 def first_bad(bad: np.ndarray) -> tuple[int, ...] | None:
     """Index of the first True of a boolean array (row-major), or None when all are False."""
-    flat = np.flatnonzero(np.asarray(bad).reshape(-1))
+    flat = np.flatnonzero(np.asarray(bad))          # row-major positions of the True entries
     return None if flat.size == 0 else tuple(int(i) for i in np.unravel_index(flat[0], np.shape(bad)))
 
 
@@ -309,7 +309,7 @@ def check_boxes_in_frame(boxes: np.ndarray, height: int, width: int, source: str
     A one-pixel tolerance admits boxes whose edge sits on the frame border. The error names
     `source` and the first bad record (its index, and its id when `ids` is given).
     """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    boxes = rearrange(np.asarray(boxes, np.float64), "... k -> (...) k", k=4)
     tol = 1.0
     bad = ((boxes[:, 0] < -tol) | (boxes[:, 1] < -tol) | (boxes[:, 2] > width + tol)
            | (boxes[:, 3] > height + tol) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 
 from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
                                check_monotone, check_split, decode_image, describe_dir,
@@ -66,7 +67,7 @@ def read_camera_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     arr = np.asarray(rows, dtype=np.float64)
     check_monotone(arr[:, 0], str(path), "timestamps (column 1)")
     w2c = np.tile(np.eye(4), (len(arr), 1, 1))
-    w2c[:, :3, :4] = arr[:, 7:].reshape(len(arr), 3, 4)  # row-major 3 x 4 per line
+    w2c[:, :3, :4] = rearrange(arr[:, 7:], "n (r c) -> n r c", r=3, c=4)  # row-major 3 x 4 per line
     return arr[:, 0].astype(np.int64), arr[:, 1:5], w2c
 
 
@@ -121,7 +122,7 @@ def load_pixelsplat_chunk(path: Path) -> dict[str, dict]:
         timestamps = torch.as_tensor(ex["timestamps"]).numpy().astype(np.int64)
         check_monotone(timestamps, f"{path} example '{ex['key']}'")
         w2c = np.tile(np.eye(4), (len(cams), 1, 1))
-        w2c[:, :3, :4] = cams[:, 6:].reshape(len(cams), 3, 4)
+        w2c[:, :3, :4] = rearrange(cams[:, 6:], "n (r c) -> n r c", r=3, c=4)   # row-major 3 x 4
         out[str(ex["key"])] = {"timestamps": timestamps, "intrinsics": cams[:, :4], "w2c": w2c,
                                "images": ex["images"]}
     return out

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from torchvision.transforms.v2 import functional as F
 
 from tasks.real.common import (DatasetFormatError, SkipLog, carve_val, check_split, decode_image,
@@ -71,7 +72,8 @@ def read_info_txt(path: Path) -> tuple[np.ndarray, float]:
             key, value = line.split("=", 1)
             fields[key.strip()] = value.split()
     try:
-        k = np.asarray([float(v) for v in fields["m_calibrationDepthIntrinsic"]]).reshape(4, 4)
+        k = rearrange(np.asarray([float(v) for v in fields["m_calibrationDepthIntrinsic"]]),
+                      "(r c) -> r c", r=4, c=4)         # mat4f is stored row-major
         shift = float(fields["m_depthShift"][0])
     except (KeyError, ValueError, IndexError) as err:
         raise DatasetFormatError(f"{path}: expected 'm_calibrationDepthIntrinsic = <16 numbers>' "

@@ -174,7 +174,10 @@ def read_box_file(path: Path) -> Boxes:
     """A per-frame box JSON -> {object id: [x0, y0, x1, y1] float64 pixels}."""
     try:
         data = json.loads(path.read_text())
-        return {str(b["id"]): np.asarray(b["box"], np.float64).reshape(4) for b in data["boxes"]}
+        boxes = {str(b["id"]): np.asarray(b["box"], np.float64) for b in data["boxes"]}
+        if any(b.shape != (4,) for b in boxes.values()):
+            raise ValueError("every 'box' must hold 4 numbers")
+        return boxes
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
         raise DatasetFormatError(f"{path}: not a box file ({type(err).__name__}: {err}); expected "
                                  f'{{"boxes": [{{"id": str, "box": [x0, y0, x1, y1]}}]}}') from err
