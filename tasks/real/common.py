@@ -13,8 +13,10 @@ kinds of bad input exist:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -58,13 +60,25 @@ def require_file(path: str | Path, what: str, hint: str = "") -> Path:
     return p
 
 
-def find_first(candidates: Sequence[Path], what: str) -> Path:
-    """The first existing path among `candidates`, or an error listing every place looked."""
+def describe_dir(path: Path, limit: int = 10) -> str:
+    """What a folder holds, for layout errors: 'a/, b.json, ... (+N more)' or 'nothing'."""
+    if not path.is_dir():
+        return "no such folder"
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "nothing"
+
+
+def find_first(candidates: Sequence[Path], what: str, root: Path | None = None) -> Path:
+    """The first existing path among `candidates`, or an error listing every place looked
+    (and, given `root`, what was found there instead)."""
     for c in candidates:
         if c.exists():
             return c
     looked = "\n  ".join(str(c) for c in candidates)
-    raise DatasetFormatError(f"{what}: none of these exist:\n  {looked}")
+    found = f"\nfound in {root}: {describe_dir(root)}" if root is not None else ""
+    raise DatasetFormatError(f"{what}: none of these exist:\n  {looked}{found}\n"
+                             f"(docs/real_datasets.md lists the layouts read)")
 
 
 class SkipLog:
@@ -108,7 +122,7 @@ def decode_image(data: bytes | str | Path, source: str = "") -> np.ndarray:
 
 
 def read_depth_png(path: Path) -> np.ndarray:
-    """A 16-bit depth PNG (ScanNet: millimetres, 0 = invalid) as uint16 (H, W)."""
+    """A 16-bit depth PNG or PGM (ScanNet: millimetres, 0 = invalid) as uint16 (H, W)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -207,3 +221,102 @@ def to_chw(frames: np.ndarray) -> torch.Tensor:
 def to_thwc(frames: torch.Tensor) -> torch.Tensor:
     """uint8 (T, 3, H, W) -> contiguous uint8 (T, H, W, 3), the item layout of tasks/task.py."""
     return rearrange(frames, "T c H W -> T H W c", c=3).contiguous()
+
+
+# ----------------------------------------------------------------------------- splits
+
+#: The splits every real reader exposes: 'test' is the dataset's standard evaluation split
+#: (what papers report), 'train' and 'val' are a seeded partition of the official training split,
+#: so a sweep selects its best cell on 'val' and reports 'test' (issue 17, section 2).
+SPLITS = ("train", "val", "test")
+
+
+def check_split(split: str, what: str) -> str:
+    """`split` if it is one of SPLITS, else a DatasetFormatError naming the three."""
+    if split not in SPLITS:
+        raise DatasetFormatError(f"{what}: split '{split}' not found; expected one of {SPLITS} "
+                                 f"('test' = the official evaluation split, 'train' / 'val' = "
+                                 f"a seeded partition of the official training split)")
+    return split
+
+
+def _rank(key: str, seed: int) -> int:
+    # A keyed hash, not Python's hash(): the same on every machine, process and Python version.
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest(), "big")
+
+
+def carve_val(items: Sequence, keys: Sequence[str], split: str, *, val_fraction: float,
+              seed: int = 0, what: str = "dataset") -> list:
+    """The 'train' or 'val' part of the official training split `items`.
+
+    keys: one stable string per item (a path relative to the root, a scene or clip name). An
+    item goes to 'val' when its keyed hash with `seed` is among the ceil(val_fraction * n)
+    smallest, so the partition is deterministic, disjoint, independent of listing order, and
+    an item keeps its side on another copy of the dataset that lacks a few files (Kinetics).
+    Items sharing a key (frames of one scene) always land on the same side.
+    Returns the kept items in their original order.
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"carve_val takes split 'train' or 'val', got '{split}'")
+    if not 0.0 < val_fraction < 1.0:
+        raise DatasetFormatError(f"{what}: val_fraction = {val_fraction}; expected a fraction "
+                                 f"in (0, 1) of the official training split held out as 'val'")
+    if len(items) != len(keys):
+        raise ValueError(f"carve_val: {len(items)} items but {len(keys)} keys")
+    unique = sorted(set(keys), key=lambda k: (_rank(k, seed), k))
+    if len(unique) < 2:
+        raise DatasetFormatError(f"{what}: the training split has {len(unique)} distinct "
+                                 f"group(s); at least 2 are needed to hold one out as 'val'")
+    num_val = min(max(1, math.ceil(val_fraction * len(unique))), len(unique) - 1)
+    held_out = set(unique[:num_val])
+    keep_val = split == "val"
+    return [item for item, k in zip(items, keys) if (k in held_out) == keep_val]
+
+
+# ----------------------------------------------------------------------------- validation
+
+def first_bad(bad: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first True of a boolean array (row-major), or None when all are False."""
+    flat = np.flatnonzero(np.asarray(bad))          # row-major positions of the True entries
+    return None if flat.size == 0 else tuple(int(i) for i in np.unravel_index(flat[0], np.shape(bad)))
+
+
+def check_video_uint8(video: np.ndarray, source: str) -> np.ndarray:
+    """`video` if it is uint8 (T, H, W, 3), else a DatasetFormatError naming `source`."""
+    video = np.asarray(video)
+    if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+        raise DatasetFormatError(f"{source}: video has dtype {video.dtype} and shape {video.shape}; "
+                                 f"expected uint8 (T, H, W, 3) RGB (convert floats with "
+                                 f"np.round(x * 255).astype(np.uint8))")
+    return video
+
+
+def check_monotone(values: np.ndarray, source: str, what: str = "timestamps") -> None:
+    """Strictly increasing `values` (T,), or an error naming the first record out of order."""
+    values = np.asarray(values)
+    bad = first_bad(np.diff(values) <= 0)
+    if bad is not None:
+        i = bad[0] + 1
+        raise DatasetFormatError(f"{source}: {what} not strictly increasing at record {i} "
+                                 f"({values[i - 1]} then {values[i]}); expected one record per "
+                                 f"frame in time order")
+
+
+def check_boxes_in_frame(boxes: np.ndarray, height: int, width: int, source: str,
+                         ids: Sequence[str] | None = None) -> None:
+    """Pixel boxes (..., 4) [x0, y0, x1, y1] inside a height x width frame with x0 < x1, y0 < y1.
+
+    A one-pixel tolerance admits boxes whose edge sits on the frame border. The error names
+    `source` and the first bad record (its index, and its id when `ids` is given).
+    """
+    boxes = rearrange(np.asarray(boxes, np.float64), "... k -> (...) k", k=4)
+    tol = 1.0
+    bad = ((boxes[:, 0] < -tol) | (boxes[:, 1] < -tol) | (boxes[:, 2] > width + tol)
+           | (boxes[:, 3] > height + tol) | (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+           | ~np.isfinite(boxes).all(axis=1))
+    i = first_bad(bad)
+    if i is not None:
+        name = f" (id {ids[i[0]]!r})" if ids is not None else ""
+        raise DatasetFormatError(f"{source}: box {i[0]}{name} = {boxes[i[0]].tolist()} [x0, y0, x1, y1] "
+                                 f"pixels is not inside the {width} x {height} frame with x0 < x1 "
+                                 f"and y0 < y1; check the unit (pixels, not [0, 1]) and the order")

@@ -2,15 +2,21 @@
 
 Layouts (docs/real_datasets.md has the full trees), tried in this order by layout='auto':
 
-* 'list'        the official label lists: ImageNet `LOC_val_solution.csv` (+ `LOC_synset_mapping.txt`)
-                for a flat `val/`; Places365 `places365_train_standard.txt` / `places365_val.txt`
-                ('relative/path label') over `data_256/` / `val_256/`; iNat2018 COCO-style
-                `train2018.json` / `val2018.json` over the image root.
+* 'list'        the official label files: ImageNet as Kaggle unpacks it (`ILSVRC/Data/CLS-LOC/
+                {train,val}` + `LOC_val_solution.csv` + `LOC_synset_mapping.txt`, or train/ and a
+                flat val/ with those files at the root); Places365 `places365_train_standard.txt`
+                / `places365_val.txt` ('relative/path label') over the official `data_256/`,
+                `data_large/`, `val_256/`, `val_large/` or torchvision's `data_256_standard/`,
+                `data_large_standard/`; iNat2018 COCO-style `train2018.json` / `val2018.json`.
 * 'imagefolder' `<root>/<split>/<class>/<image>`; classes are the sorted folder names of the
                 training split, and the evaluation split must use the same names.
 * 'parquet'     the HF hub export: `<root>/data/<split>-*.parquet` (also `validation-*`) with an
                 `image` column ({bytes, path}) and an integer `label` column, read through HF
                 `datasets` (memory-mapped Arrow cache in `cache_dir`).
+
+A root matching none of them is refused with what was found there and what was expected.
+Splits: 'test' is the official validation set; 'train' / 'val' partition the official training
+images (common.carve_val, keyed by the path relative to the root, or the parquet row).
 
 Items: video uint8 (1, size, size, 3), index int64 (), label int64 () in [0, num_classes).
 Training split: inception crop + flip; evaluation: resize + centre crop (tasks/real/transforms.py).
@@ -27,8 +33,9 @@ import numpy as np
 import torch
 
 from tasks.real import transforms
-from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, decode_image,
-                               require_dir, to_chw, to_thwc)
+from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
+                               check_split, decode_image, describe_dir, require_dir, to_chw,
+                               to_thwc)
 
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validation"), "test": ("test",)}
 
@@ -85,10 +92,9 @@ def list_file_samples(list_file: Path, image_root: Path, num_classes: int
     return samples
 
 
-def imagenet_flat_val_samples(root: Path, val_dir: Path, classes: Sequence[str]
+def imagenet_flat_val_samples(csv_path: Path, val_dir: Path, classes: Sequence[str]
                               ) -> list[tuple[Path, int]]:
     """Flat ImageNet val + Kaggle's LOC_val_solution.csv (ImageId, 'wnid x y x y ...')."""
-    csv_path = root / "LOC_val_solution.csv"
     lookup = {c: i for i, c in enumerate(classes)}
     samples = []
     with open(csv_path, newline="") as fh:
@@ -167,6 +173,11 @@ class ParquetImageDataset(SkipLog):
         self.transform = transforms.image_transform(image_size, train)
         self._report_skips("parquet")
 
+    def select(self, rows: Sequence[int]) -> "ParquetImageDataset":
+        """This dataset restricted to `rows` (a carved split), items re-indexed from 0."""
+        self.ds = self.ds.select(list(rows))
+        return self
+
     def __len__(self) -> int:
         return len(self.ds)
 
@@ -196,61 +207,130 @@ def _parquet_files(root: Path, split: str) -> list[Path]:
     return files
 
 
-def _list_layout(dataset: str, root: Path, split: str, num_classes: int, train_classes
-                 ) -> list[tuple[Path, int]] | None:
-    """The official label-list layout of `dataset`, or None when its files are absent."""
-    if dataset == "places365":
-        name = {"train": "places365_train_standard.txt", "val": "places365_val.txt"}.get(split)
-        image_root = root / ("data_256" if split == "train" else "val_256")
-        if name and (root / name).is_file():
-            return list_file_samples(root / name, require_dir(image_root, "Places365 images"),
-                                     num_classes)
-    if dataset == "inat2018":
-        path = root / {"train": "train2018.json", "val": "val2018.json"}.get(split, f"{split}2018.json")
-        if path.is_file():
-            return coco_json_samples(path, root, num_classes)
-    if dataset == "imagenet" and split == "val" and (root / "LOC_val_solution.csv").is_file():
-        val_dir = _split_dir(root, "val") or root / "ILSVRC/Data/CLS-LOC/val"
-        if train_classes is None:
-            mapping = root / "LOC_synset_mapping.txt"
-            if not mapping.is_file():
-                raise DatasetFormatError(f"flat ImageNet val needs the class list: expected "
-                                         f"{mapping} or the training folders {root}/train/<wnid>")
-            train_classes = [ln.split()[0] for ln in mapping.read_text().splitlines() if ln.strip()]
-        if not any(p.is_dir() for p in val_dir.iterdir()):
-            return imagenet_flat_val_samples(root, val_dir, train_classes)
-    return None
+def _has_subdirs(folder: Path) -> bool:
+    return any(p.is_dir() for p in folder.iterdir())
+
+
+def _imagenet_samples(root: Path, official: str, num_classes: int) -> list[tuple[Path, int]] | None:
+    """ImageNet as unpacked from Kaggle (imagenet-object-localization-challenge), or the same
+    files with train/ and a flat val/ at the root. None when neither is there."""
+    data = root / "ILSVRC" / "Data" / "CLS-LOC"
+    base = data if data.is_dir() else root
+    csv_path = next((p for p in (root / "LOC_val_solution.csv", base / "LOC_val_solution.csv")
+                     if p.is_file()), None)
+    mapping = next((p for p in (root / "LOC_synset_mapping.txt", base / "LOC_synset_mapping.txt")
+                    if p.is_file()), None)
+    if not data.is_dir() and csv_path is None:
+        return None
+    if mapping is not None:       # Kaggle's class order: the synsets as listed (sorted wnids)
+        classes = [ln.split()[0] for ln in mapping.read_text().splitlines() if ln.strip()]
+    elif (base / "train").is_dir():
+        classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
+    else:
+        raise DatasetFormatError(f"ImageNet at {root}: the class list is needed; expected "
+                                 f"{root / 'LOC_synset_mapping.txt'} or the folders {base}/train/<wnid>")
+    if len(classes) != num_classes:
+        raise DatasetFormatError(f"ImageNet at {root}: {len(classes)} classes found, expected "
+                                 f"{num_classes}; set num_classes={len(classes)} to probe a subset")
+    if official == "train":
+        train_dir = require_dir(base / "train", "ImageNet training images",
+                                f"expected {base}/train/<wnid>/<wnid>_<n>.JPEG (Kaggle: ILSVRC/Data/CLS-LOC/train)")
+        return imagefolder_samples(train_dir, classes)[0]
+    val_dir = require_dir(base / "val", "ImageNet validation images",
+                          f"expected {base}/val/ILSVRC2012_val_<n>.JPEG (Kaggle: ILSVRC/Data/CLS-LOC/val)")
+    if _has_subdirs(val_dir):      # re-foldered by class (valprep.sh)
+        return imagefolder_samples(val_dir, classes)[0]
+    if csv_path is None:
+        raise DatasetFormatError(f"ImageNet at {root}: found a flat {val_dir} but no labels for it; "
+                                 f"expected Kaggle's LOC_val_solution.csv at {root} (ImageId, "
+                                 f"PredictionString) or val/ re-foldered into val/<wnid>/")
+    return imagenet_flat_val_samples(csv_path, val_dir, classes)
+
+
+PLACES_IMAGE_DIRS = {
+    # official tars (train_256_places365standard.tar -> data_256/, ..._large_... -> data_large/),
+    # and torchvision.datasets.Places365, which renames them data_256_standard / data_large_standard.
+    "train": ("data_256_standard", "data_256", "data_large_standard", "data_large"),
+    "val": ("val_256", "val_large"),
+}
+
+
+def _places365_samples(root: Path, official: str, num_classes: int) -> list[tuple[Path, int]] | None:
+    """Places365-Standard from its file lists over the official or torchvision image folders
+    (256 x 256 preferred when both resolutions are there). None when the list is absent."""
+    name = {"train": "places365_train_standard.txt", "val": "places365_val.txt"}[official]
+    if not (root / name).is_file():
+        return None
+    image_root = next((root / d for d in PLACES_IMAGE_DIRS[official] if (root / d).is_dir()), None)
+    if image_root is None:
+        raise DatasetFormatError(
+            f"Places365 at {root}: {name} is there but not its images; expected one of "
+            f"{', '.join(d + '/' for d in PLACES_IMAGE_DIRS[official])} (found: {describe_dir(root)})")
+    return list_file_samples(root / name, image_root, num_classes)
+
+
+def _inat_samples(root: Path, official: str, num_classes: int) -> list[tuple[Path, int]] | None:
+    path = root / f"{official}2018.json"
+    return coco_json_samples(path, root, num_classes) if path.is_file() else None
+
+
+LIST_LAYOUTS = {"imagenet": _imagenet_samples, "places365": _places365_samples,
+                "inat2018": _inat_samples}
+
+EXPECTED = {
+    "imagenet": "train/<wnid>/*.JPEG + val/<wnid>/*.JPEG (imagefolder), Kaggle's "
+                "ILSVRC/Data/CLS-LOC/{train,val} + LOC_val_solution.csv + LOC_synset_mapping.txt, "
+                "or data/{train,validation}-*.parquet (HF export)",
+    "places365": "places365_train_standard.txt + places365_val.txt over data_256/ (or "
+                 "data_256_standard/, data_large/, data_large_standard/) and val_256/ (or "
+                 "val_large/), imagefolder train/ + val/, or data/*.parquet",
+    "inat2018": "train2018.json + val2018.json over train_val2018/, imagefolder, or data/*.parquet",
+}
 
 
 def image_split(dataset: str, root: str | Path, split: str, num_classes: int, *,
-                image_size: int = 128, layout: str = "auto", cache_dir: str | None = None):
+                image_size: int = 128, layout: str = "auto", cache_dir: str | None = None,
+                val_fraction: float = 0.01, split_seed: int = 0):
     """One split of an image classification dataset as a torch-style Dataset.
 
     dataset: 'imagenet', 'places365' or 'inat2018' (selects the official list files).
-    split: 'train' or 'val' (the original splits, paper App. D.1).
-    layout: 'auto', 'list', 'imagefolder' or 'parquet'.
+    split: 'test' (the official validation images, what the paper reports) or 'train' / 'val'
+      (a seeded partition of the official training images: common.carve_val).
+    layout: 'auto', 'list' (the official label files), 'imagefolder' or 'parquet'.
     """
     root = require_dir(root, f"{dataset} root", "Point the gin macro at the dataset folder.")
-    train = split == "train"
-    if layout in ("auto", "parquet") and _parquet_files(root, split):
-        return ParquetImageDataset(_parquet_files(root, split), num_classes, image_size, train, cache_dir)
-    train_dir = _split_dir(root, "train")
-    train_classes = None
-    if train_dir is not None and any(p.is_dir() for p in train_dir.iterdir()):
-        train_classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+    official = {"train": "train", "val": "train", "test": "val"}[check_split(split, dataset)]
+    train, name = split == "train", f"{dataset}/{split}"
+
+    def carve(items: list, keys: list[str]) -> list:
+        if split == "test":
+            return items
+        return carve_val(items, keys, split, val_fraction=val_fraction, seed=split_seed,
+                         what=f"{dataset} at {root}")
+
+    if layout in ("auto", "parquet") and _parquet_files(root, official):
+        files = _parquet_files(root, official)
+        probe = ParquetImageDataset(files, num_classes, image_size, train, cache_dir)
+        rows = list(range(len(probe.ds)))
+        return probe.select(carve(rows, [str(r) for r in rows])) if split != "test" else probe
+    samples = None
     if layout in ("auto", "list"):
-        samples = _list_layout(dataset, root, split, num_classes, train_classes)
-        if samples is not None:
-            return ImageFileDataset(samples, image_size, train, name=f"{dataset}/{split}")
-    split_dir = _split_dir(root, split)
-    if layout in ("auto", "imagefolder") and split_dir is not None:
-        samples, classes = imagefolder_samples(split_dir, None if train else train_classes)
-        if len(classes) != num_classes:
-            raise DatasetFormatError(f"{split_dir}: found {len(classes)} class folders, expected "
-                                     f"{num_classes}; set num_classes={len(classes)} to probe a "
-                                     f"subset on purpose")
-        return ImageFileDataset(samples, image_size, train, name=f"{dataset}/{split}")
-    raise DatasetFormatError(
-        f"{dataset}: split '{split}' not found under {root} (layout '{layout}'); expected "
-        f"{root}/{split}/<class>/<image> (imagefolder), {root}/data/{split}-*.parquet (HF export) "
-        f"or the official list files (docs/real_datasets.md)")
+        samples = LIST_LAYOUTS[dataset](root, official, num_classes)
+    if samples is None and layout in ("auto", "imagefolder"):
+        split_dir = _split_dir(root, official)
+        train_dir = _split_dir(root, "train")
+        if split_dir is not None and train_dir is not None and _has_subdirs(train_dir):
+            classes = sorted(p.name for p in train_dir.iterdir() if p.is_dir())
+            if len(classes) != num_classes:
+                raise DatasetFormatError(f"{train_dir}: found {len(classes)} class folders, "
+                                         f"expected {num_classes}; set num_classes={len(classes)} "
+                                         f"to probe a subset on purpose")
+            samples = imagefolder_samples(split_dir, classes)[0]
+    if samples is None:
+        raise DatasetFormatError(
+            f"{dataset}: no known layout for split '{split}' (official '{official}') under {root} "
+            f"(layout '{layout}'); found: {describe_dir(root)}. Expected {EXPECTED[dataset]} "
+            f"(docs/real_datasets.md)")
+    samples = carve(samples, [str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+                              for p, _ in samples])
+    return ImageFileDataset(samples, image_size, train, name=name)

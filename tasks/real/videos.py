@@ -4,12 +4,19 @@ Layouts (docs/real_datasets.md has the full trees):
 
 * Kinetics, CSV: `<root>/annotations/<split>.csv` (or `<root>/<split>.csv`) with columns
   `label, youtube_id, time_start, time_end, split`; clips anywhere under `<root>/<split>/`,
-  named `<youtube_id>_<start:06d>_<end:06d>.<ext>` (the CVDF mirror) or `<youtube_id>.<ext>`.
+  named `<youtube_id>_<start:06d>_<end:06d>.<ext>` (the CVDF mirror, trimmed to the segment)
+  or `<youtube_id>.<ext>`. A `<youtube_id>` file longer than its segment (+1 s) is an untrimmed
+  download: it is seeked to [time_start, time_end) and frames are sampled only from there
+  (video_io.read_video_segment); a file with no frame in the segment is refused.
 * Kinetics, videofolder: `<root>/<split>/metadata.csv` (`file_name, label`), or
   `<root>/<split>/<class name>/<clip>.<ext>`.
-* SSv2: `<root>/labels.json` (template -> id), `<root>/train.json` / `validation.json`
-  (entries: id, template, ...), videos `<root>/videos/<id>.webm` (also the 20BN names:
-  `something-something-v2-*.json`, `20bn-something-something-v2/<id>.webm`).
+* SSv2: `<root>/labels/labels.json` (template -> id), `labels/train.json` / `validation.json`
+  (entries: id, template, ...; the current package), or the same files at the root, or the
+  20BN names `something-something-v2-*.json`; videos `<root>/20bn-something-something-v2/<id>.webm`
+  or `<root>/videos/<id>.webm`.
+
+Splits: 'test' is the official validation split (Kinetics val.csv, SSv2 validation.json);
+'train' / 'val' partition the official training split by clip (common.carve_val).
 
 The class list is `<root>/classes.txt` when present (one name per line), else the sorted class
 names of the training split; an evaluation label outside it is an error. A clip listed but not on
@@ -28,20 +35,31 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from tasks.real import transforms
-from tasks.real.common import (VIDEO_EXTENSIONS, DatasetFormatError, SkipLog, find_first,
-                               require_dir, to_chw, to_thwc, window_indices, window_start)
-from tasks.real.video_io import read_video_frames
+from tasks.real.common import (VIDEO_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
+                               check_split, find_first, require_dir, to_chw, to_thwc,
+                               window_indices, window_start)
+from tasks.real.video_io import read_video_frames, read_video_segment, video_duration
+
+# A '<youtube_id>.mp4' no longer than its labelled segment plus this is the trimmed clip
+# (some mirrors drop the _<start>_<end> suffix); a longer one is the untrimmed video.
+TRIMMED_SLACK_S = 1.0
 
 SPLIT_ALIASES = {"train": ("train",), "val": ("val", "validate", "validation"), "test": ("test",)}
 
 
 class VideoClassificationDataset(SkipLog):
-    """Clips on disk with integer labels; see the module docstring for the item keys."""
+    """Clips on disk with integer labels; see the module docstring for the item keys.
 
-    def __init__(self, samples: Sequence[tuple[Path, int]], *, image_size: int, train: bool,
+    samples: (path, label, segment) with segment None for a trimmed clip, or (time_start,
+    time_end) seconds when `path` is the untrimmed video the clip was cut from.
+    """
+
+    def __init__(self, samples: Sequence[tuple[Path, int, tuple[float, float] | None]], *,
+                 image_size: int, train: bool,
                  num_frames: int = 17, stride: int = 1, flip: bool = True, backend: str = "auto",
                  skipped: Sequence[tuple[str, str]] = (), name: str = "videos"):
         self.samples = list(samples)
@@ -56,6 +74,17 @@ class VideoClassificationDataset(SkipLog):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def _read(self, path: Path, segment: tuple[float, float] | None) -> np.ndarray:
+        """uint8 (T, H, W, 3): a trimmed clip whole, an untrimmed video inside its segment only."""
+        if segment is None:
+            return read_video_frames(path, self.frame_indices, backend=self.backend)
+        start, end = segment
+        duration = video_duration(path)
+        if duration is not None and duration <= (end - start) + TRIMMED_SLACK_S:
+            # As long as the segment: this <youtube_id>.mp4 is the trimmed clip itself.
+            return read_video_frames(path, self.frame_indices, backend=self.backend)
+        return read_video_segment(path, self.frame_indices, start, end)
+
     def frame_indices(self, num_available: int) -> torch.Tensor:
         """Indices into a video of `num_available` frames: random window (train) or centre."""
         span = (self.num_frames - 1) * self.stride + 1
@@ -63,8 +92,8 @@ class VideoClassificationDataset(SkipLog):
         return window_indices(start, self.num_frames, self.stride, num_available)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        path, label = self.samples[i]
-        frames = read_video_frames(path, self.frame_indices, backend=self.backend)
+        path, label, segment = self.samples[i]
+        frames = self._read(path, segment)
         clip = transforms.apply_to_clip(self.transform, to_chw(frames))
         return {"video": to_thwc(clip), "index": torch.tensor(i), "label": torch.tensor(label)}
 
@@ -147,12 +176,19 @@ def kinetics_samples(root: Path, split: str, classes: Sequence[str]
         rows = _read_csv_rows(csv_path, ["label", "youtube_id", "time_start", "time_end"])
         for lineno, row in enumerate(rows, 2):
             label = _label_of(row["label"], lookup, f"{csv_path}:{lineno}")
-            key = f"{row['youtube_id']}_{int(float(row['time_start'])):06d}_{int(float(row['time_end'])):06d}"
-            path = videos.get(key) or videos.get(row["youtube_id"])
-            if path is None:
+            start, end = float(row["time_start"]), float(row["time_end"])
+            if not end > start >= 0:
+                raise DatasetFormatError(f"{csv_path}:{lineno}: segment [{row['time_start']}, "
+                                         f"{row['time_end']}] of '{row['youtube_id']}' is empty or "
+                                         f"negative; expected time_start < time_end in seconds")
+            key = f"{row['youtube_id']}_{int(start):06d}_{int(end):06d}"
+            if key in videos:
+                samples.append((videos[key], label, None))
+            elif row["youtube_id"] in videos:
+                # An untrimmed download: read only inside the labelled segment, never elsewhere.
+                samples.append((videos[row["youtube_id"]], label, (start, end)))
+            else:
                 skipped.append((str(split_dir / key), "listed in the CSV, not on disk"))
-                continue
-            samples.append((path, label))
         return samples, skipped
     if split_dir is None:
         raise DatasetFormatError(f"Kinetics split '{split}' not found: expected "
@@ -164,24 +200,28 @@ def kinetics_samples(root: Path, split: str, classes: Sequence[str]
             if not path.is_file():
                 skipped.append((str(path), "listed in metadata.csv, not on disk"))
                 continue
-            samples.append((path, _label_of(row["label"], lookup, f"{meta}:{lineno}")))
+            samples.append((path, _label_of(row["label"], lookup, f"{meta}:{lineno}"), None))
         return samples, skipped
     for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
         label = _label_of(folder.name, lookup, f"class folder {folder}")
-        samples += [(p, label) for p in _index_videos(folder).values()]
+        samples += [(p, label, None) for p in _index_videos(folder).values()]
     return samples, skipped
 
 
-def ssv2_samples(root: Path, split: str) -> tuple[list[tuple[Path, int]], list[tuple[str, str]], int]:
-    """(samples, skipped, num_classes) of one SSv2 split from the 20BN json files."""
-    labels_path = find_first([root / "labels.json", root / "something-something-v2-labels.json"],
-                             "SSv2 label map (template -> id)")
+def ssv2_samples(root: Path, split: str) -> tuple[list[tuple[Path, int, None]], list[tuple[str, str]], int]:
+    """(samples, skipped, num_classes) of the official SSv2 split 'train' or 'val' (validation.json)."""
+    # The current package puts the json files under labels/; the 20BN release had them at the
+    # root, prefixed something-something-v2-.
+    labels_path = find_first([root / "labels" / "labels.json", root / "labels.json",
+                              root / "something-something-v2-labels.json"],
+                             "SSv2 label map (template -> id)", root)
     templates = {k: int(v) for k, v in json.loads(labels_path.read_text()).items()}
     name = {"train": "train", "val": "validation"}.get(split, split)
-    list_path = find_first([root / f"{name}.json", root / f"something-something-v2-{name}.json"],
-                           f"SSv2 '{split}' list")
+    list_path = find_first([labels_path.parent / f"{name}.json", root / f"{name}.json",
+                            root / f"something-something-v2-{name}.json"],
+                           f"SSv2 '{name}' list", root)
     video_dir = find_first([root / "videos", root / "20bn-something-something-v2", root],
-                           "SSv2 video folder")
+                           "SSv2 video folder", root)
     videos = _index_videos(video_dir) if video_dir != root else {
         p.stem: p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS}
     samples, skipped = [], []
@@ -198,30 +238,46 @@ def ssv2_samples(root: Path, split: str) -> tuple[list[tuple[Path, int]], list[t
         if path is None:
             skipped.append((str(video_dir / f"{entry['id']}.webm"), "listed in the json, not on disk"))
             continue
-        samples.append((path, label))
+        samples.append((path, label, None))
     return samples, skipped, len(templates)
+
+
+def _official(split: str) -> str:
+    """Our split -> the official split it is read from: 'test' is the official validation."""
+    return {"train": "train", "val": "train", "test": "val"}[check_split(split, "video dataset")]
 
 
 def video_split(dataset: str, root: str | Path, split: str, num_classes: int | None, *,
                 image_size: int = 128, num_frames: int = 17, stride: int | None = None,
-                backend: str = "auto") -> VideoClassificationDataset:
+                backend: str = "auto", val_fraction: float = 0.02,
+                split_seed: int = 0) -> VideoClassificationDataset:
     """One split of Kinetics ('kinetics') or SSv2 ('ssv2') as a torch-style Dataset.
 
+    split: 'test' (the official validation split, what the paper reports), or 'train' / 'val'
+    (a seeded partition of the official training split by clip: common.carve_val).
     num_classes: the expected class count (400, 700, 174) checked against the class list
     found; None accepts what is found. stride: None = the paper's (1 Kinetics, 2 SSv2).
     """
     root = require_dir(root, f"{dataset} root", "Point the gin macro at the dataset folder.")
+    official = _official(split)
     if dataset == "ssv2":
-        samples, skipped, found = ssv2_samples(root, split)
+        samples, skipped, found = ssv2_samples(root, official)
         stride, flip = stride or 2, False
     else:
         classes = kinetics_classes(root)
-        samples, skipped = kinetics_samples(root, split, classes)
+        samples, skipped = kinetics_samples(root, official, classes)
         found, stride, flip = len(classes), stride or 1, True
     if num_classes is not None and found != num_classes:
         raise DatasetFormatError(f"{dataset} at {root}: the class list has {found} classes, "
                                  f"expected {num_classes}; set num_classes={found} (or None) to "
                                  f"probe a subset on purpose")
+    if split != "test":
+        # One key per clip (an untrimmed file with two segments gives two clips).
+        keys = [p.name if seg is None else f"{p.name}@{seg[0]:g}-{seg[1]:g}" for p, _, seg in samples]
+        samples = carve_val(samples, keys, split, val_fraction=val_fraction, seed=split_seed,
+                            what=f"{dataset} at {root}")
+    # Clips missing from the official training split are counted once, in 'train'.
+    skipped = [] if split == "val" else skipped
     ds = VideoClassificationDataset(samples, image_size=image_size, train=split == "train",
                                     num_frames=num_frames, stride=stride, flip=flip,
                                     backend=backend, skipped=skipped, name=f"{dataset}/{split}")

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from tasks.real.common import DatasetFormatError
-from tasks.real.point_tracking import KubricTracks, TapVidEval, load_tapvid_pickle, query_first
+from tasks.real.point_tracking import (KubricTracks, TapVidEval, load_tapvid_pickle, query_first,
+                                       tapvid_frames)
 
 S, T = 16, 5
 
@@ -61,18 +62,103 @@ def test_tapvid_fixed_point_count(davis_pickle):
     assert torch.equal(ds[1]["target_points"], item["target_points"])   # deterministic
 
 
-def test_kinetics_style_pickle_with_jpeg_frames(tmp_path):
-    entry = _davis_entry(num_frames=6)
-    frames = []
-    for f in entry["video"]:
-        buf = io.BytesIO()
-        Image.fromarray(f).save(buf, format="JPEG")
-        frames.append(buf.getvalue())
-    entry["video"] = frames
-    with open(tmp_path / "k.pkl", "wb") as fh:
-        pickle.dump([entry], fh)
-    videos = load_tapvid_pickle(tmp_path / "k.pkl")
-    assert videos[0]["video"].shape == (6, 20, 24, 3)
+def _smooth_frames(num_frames, hw=(48, 64)):
+    """Smooth colour ramps that drift over time: JPEG reproduces them to within a few levels."""
+    h, w = hw
+    yy, xx = np.meshgrid(np.linspace(0, 1, h), np.linspace(0, 1, w), indexing="ij")
+    return np.stack([np.stack([60 + 120 * xx + 3 * t, 40 + 150 * yy, 200 - 100 * xx * yy], -1)
+                     for t in range(num_frames)]).round().astype(np.uint8)
+
+
+def write_tapvid_kinetics_shards(folder, videos, num_shards=10):
+    """TAP-Vid-Kinetics shards as tapnet's generate_tapvid.py writes them.
+
+    Mirrors google-deepmind/tapnet tapnet/tapvid/generate_tapvid.py (generate_example, main):
+    per video {'video': np.array(tuple of JPEG bytes) (dtype 'S'), 'points': float64 (N, T, 2)
+    [x, y] shifted by half a pixel, (x W - 0.5) / W, 'occluded': bool (N, T)}; videos split into
+    ceil(n / num_shards) per shard, each shard a pickled *list* in f'{shard:04}_of_{num_shards:04}.pkl'.
+    The CSV's coordinates are in [0, 1] (pixel centre of the top-left pixel at 0.5 / W).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    per_shard = int(np.ceil(len(videos) / num_shards))
+    shard, data = 0, []
+    for i, (frames, csv_xy, occluded) in enumerate(videos):
+        encoded = []
+        for f in frames:    # ffmpeg's image2pipe gives one JPEG per frame; PIL stands in for it
+            buf = io.BytesIO()
+            Image.fromarray(f).save(buf, format="JPEG", quality=90)
+            encoded.append(buf.getvalue())
+        height, width = frames.shape[1:3]
+        points = np.stack([(csv_xy[..., 0] * width - 0.5) / width,
+                           (csv_xy[..., 1] * height - 0.5) / height], -1)
+        data.append({"video": np.array(tuple(encoded)),
+                     "points": np.array(points, dtype=np.float64),
+                     "occluded": np.array(occluded, dtype=bool)})
+        if i == len(videos) - 1 or len(data) == per_shard:
+            with open(folder / f"{shard:04}_of_{num_shards:04}.pkl", "wb") as fh:
+                pickle.dump(data, fh)
+            data = []
+            shard += 1
+    return folder
+
+
+@pytest.fixture
+def tapvid_kinetics(tmp_path):
+    rng = np.random.default_rng(0)
+    videos = []
+    for v in range(3):
+        frames = _smooth_frames(20 + v)
+        xy = rng.uniform(0.05, 0.95, (4, len(frames), 2))
+        occ = np.zeros((4, len(frames)), bool)
+        occ[3, :5] = True
+        videos.append((frames, xy, occ))
+    write_tapvid_kinetics_shards(tmp_path / "tapvid_kinetics", videos, num_shards=2)
+    return tmp_path / "tapvid_kinetics", videos
+
+
+def test_tapvid_kinetics_as_generate_tapvid_writes_it(tapvid_kinetics):
+    """Must hold (issue 23): generate_tapvid.py's shards are read and their JPEGs decoded."""
+    folder, videos = tapvid_kinetics
+    shard = pickle.load(open(folder / "0000_of_0002.pkl", "rb"))
+    assert isinstance(shard, list) and shard[0]["video"].dtype.kind == "S"   # as the writer makes it
+    loaded = load_tapvid_pickle(folder)
+    assert [v["name"] for v in loaded] == ["0000_of_0002:0", "0000_of_0002:1", "0001_of_0002:0"]
+    for entry, (frames, _, _) in zip(loaded, videos):
+        decoded = tapvid_frames(entry)
+        assert decoded.dtype == np.uint8 and decoded.shape == frames.shape
+        err = np.abs(decoded.astype(np.float64) - frames)
+        assert err.mean() < 2.0 and err.max() < 24        # JPEG error, not a different frame
+    # The evaluation reader takes the folder, a glob or one shard.
+    ds = TapVidEval(folder, image_size=S, num_frames=T, stride=4, num_points=None)
+    assert len(ds) == 3 and len(TapVidEval(str(folder / "*_of_0002.pkl"), image_size=S, num_frames=T)) == 3
+    assert len(TapVidEval(folder / "0001_of_0002.pkl", image_size=S, num_frames=T)) == 1
+    item = ds[0]
+    assert item["video"].dtype == torch.uint8 and item["video"].shape == (T, S, S, 3)
+    frames = videos[0][0][np.arange(0, 4 * T, 4)]
+    expected = torch.nn.functional.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(),
+                                               size=(S, S), mode="bilinear", antialias=True)
+    assert (item["video"].permute(0, 3, 1, 2).float() - expected).abs().mean() < 3.0
+    # Points: the writer's [0, 1] coordinates times the raster side.
+    xy = videos[0][1][:, np.arange(0, 4 * T, 4)]
+    shifted = (xy * [64, 48] - 0.5) / [64, 48]
+    np.testing.assert_allclose(item["target_points"].numpy(), shifted * S, rtol=1e-5)
+
+
+def test_tapvid_bad_points_name_the_record(tmp_path):
+    entry = _davis_entry()
+    entry["points"][1, 7] = [3.0, 0.5]          # visible (frame 7 >= 6), in pixels by mistake
+    with open(tmp_path / "px.pkl", "wb") as fh:
+        pickle.dump({"bear": entry}, fh)
+    with pytest.raises(DatasetFormatError, match=r"px.pkl video 'bear': track 1 frame 7 .* outside"):
+        load_tapvid_pickle(tmp_path / "px.pkl")
+    entry = _davis_entry()
+    entry["video"] = entry["video"].astype(np.float32) / 255
+    with open(tmp_path / "f.pkl", "wb") as fh:
+        pickle.dump({"bear": entry}, fh)
+    with pytest.raises(DatasetFormatError, match="video has dtype float32.*expected uint8"):
+        load_tapvid_pickle(tmp_path / "f.pkl")
+    with pytest.raises(DatasetFormatError, match="matches no .pkl"):
+        load_tapvid_pickle(str(tmp_path / "none_*.pkl"))
 
 
 def test_tapvid_bad_inputs(tmp_path):
@@ -137,3 +223,18 @@ def test_kubric_bad_inputs(tmp_path):
     np.savez(tmp_path / "bad.npz", video=np.zeros((4, 8, 8, 3), np.uint8))
     with pytest.raises(DatasetFormatError, match="bad.npz: not a Kubric track file"):
         KubricTracks(tmp_path)[0]
+
+
+def test_kubric_bad_records_are_named(tmp_path):
+    pts = _kubric_npz(tmp_path / "0000.npz")
+    with np.load(tmp_path / "0000.npz") as z:
+        video, occluded = z["video"], z["occluded"]
+    bad = pts.copy()
+    bad[2, 3] = [480.0, 5.0]
+    np.savez(tmp_path / "0001.npz", video=video, target_points=bad, occluded=occluded)
+    ds = KubricTracks(tmp_path, image_size=S, num_frames=T)
+    with pytest.raises(DatasetFormatError, match=r"0001.npz: track 2 frame 3 is visible at .* outside the 48 x 40"):
+        ds[1]
+    np.savez(tmp_path / "0001.npz", video=video.astype(np.float32), target_points=pts, occluded=occluded)
+    with pytest.raises(DatasetFormatError, match=r"0001.npz: video has dtype float32"):
+        ds[1]
