@@ -56,3 +56,14 @@ def test_eval_noise_is_per_example_and_reproducible():
     assert not torch.equal(a[0], a[1])
     torch.randn(10)  # the global RNG does not enter
     torch.testing.assert_close(eval_noise((1, 8, 5, 4, 4), torch.tensor([8]))[0], a[1], rtol=0, atol=0)
+
+
+def test_too_short_linear_schedule_is_refused():
+    """At T steps the linear betas end at 0.02 * 1000 / T: T <= 20 would give beta >= 1 and a
+    negative abar (found by the SNR property test)."""
+    with pytest.raises(ValueError, match=r"num_timesteps > 20 or kind='cosine'"):
+        NoiseSchedule("linear", 10)
+    with pytest.raises(ValueError, match="beta = 1 >= 1"):
+        NoiseSchedule("linear", 20)
+    assert float(NoiseSchedule("linear", 21, zero_terminal_snr=False).alphas_cumprod[-1]) > 0
+    assert float(NoiseSchedule("cosine", 10, zero_terminal_snr=False).alphas_cumprod[-1]) >= 0
