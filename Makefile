@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: quickstart test install clean
+.PHONY: quickstart test mutation install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,19 @@ quickstart: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+# Mutation testing of the scientific core (not part of `make test`; ~2 min on one core). One
+# module at a time, one worker, one thread: each mutant runs only the tests that reach it
+# (config: [tool.mutmut] in pyproject.toml). Table and survivors: benchmarks/results/mutation.md.
+MUTATION_MODULES ?= readouts.metrics readouts.tapvid readouts.pose readouts.accumulators \
+                    walt.noise walt.windows
+mutation: $(STAMP)
+	rm -rf mutants
+	for module in $(MUTATION_MODULES); do \
+	  OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 1 "$$module.*" \
+	    > mutants.$$module.log 2>&1 || { tail -20 mutants.$$module.log; exit 1; }; \
+	done
+	$(PY) benchmarks/mutation_table.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
