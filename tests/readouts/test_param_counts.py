@@ -35,10 +35,10 @@ def test_other_counts(build, expected):
 
 
 def test_depth_count_is_a_record_not_evidence():
-    """A record, not evidence: the depth decoder's layout (probing_spec.md 3.3, graded [D, weak]) was chosen so
-    that its count reproduces the paper's 3,284,353 at D = 1024, so this equality is circular
-    for the question "is this the paper's decoder?". It still catches an unintended change of
-    the layout (a layer added, a width changed), which is why it stays."""
+    """A record, not evidence: the depth decoder's layout (probing_spec.md 3.3, graded
+    [D, weak]) was chosen so that its count reproduces the paper's 3,284,353 at D = 1024, so
+    this equality is circular for the question "is this the paper's decoder?". It still
+    catches an unintended change of the layout (a layer added, a width changed): it stays."""
     assert _count(lambda: DepthReadout(1024, 256)) == 3_284_353
 
 
