@@ -51,8 +51,8 @@ def table(counts: dict[str, Counter]) -> str:
         rows.append(f"| `{module}` | {n} | {c['killed']} | {c['survived']} | {c['no tests']} | "
                     f"{c['timeout']} | {100 * c['killed'] / n:.1f} |")
     n = sum(total.values())
-    rows.append(f"| **all** | {n} | {total['killed']} | {total['survived']} | {total['no tests']} | "
-                f"{total['timeout']} | {100 * total['killed'] / n:.1f} |")
+    rows.append(f"| **all** | {n} | {total['killed']} | {total['survived']} | "
+                f"{total['no tests']} | {total['timeout']} | {100 * total['killed'] / n:.1f} |")
     return "\n".join(rows)
 
 

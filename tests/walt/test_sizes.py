@@ -57,8 +57,13 @@ def _tokenizer_formula(base_channels, channel_mult, num_res_blocks, latent_chann
     (2c), residual blocks GN-conv-GN-conv with a 1x1x1 shortcut (no bias) when the width
     changes, strided 3x3x3 downsampling, depth-to-space upsampling by a 3x3x3 conv to
     c * s_t * 2 * 2 channels, a 1x1x1 latent projection with bias."""
-    conv3 = lambda ci, co: 27 * ci * co                                      # noqa: E731
-    res = lambda ci, co: 2 * ci + conv3(ci, co) + 2 * co + conv3(co, co) + (ci * co if ci != co else 0)  # noqa: E731,E501
+    def conv3(ci, co):
+        return 27 * ci * co
+
+    def res(ci, co):
+        shortcut = ci * co if ci != co else 0
+        return 2 * ci + conv3(ci, co) + 2 * co + conv3(co, co) + shortcut
+
     widths = [base_channels * m for m in channel_mult]
     enc, ch = conv3(3, widths[0]), widths[0]
     for i, width in enumerate(widths):
