@@ -26,12 +26,17 @@ quickstart: $(STAMP)
 	$(VENV)/bin/walt-probe report runs/sweeps/quickstart --out results/quickstart
 	@echo "plots, results.csv and summary.md: results/quickstart/"
 
+# Two pytest-xdist workers, whole files per worker (module fixtures such as the Ray sweep and
+# the pretrained tokenizer run once); every test writes under its own tmp_path, ports are free
+# ones. TEST_FLAGS="-n 0" runs in one process.
+TEST_FLAGS ?= -n 2 --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q $(TEST_FLAGS) tests
 
-# Mutation testing of the scientific core (not part of `make test`; ~2 min on one core). One
-# module at a time, one worker, one thread: each mutant runs only the tests that reach it
-# (config: [tool.mutmut] in pyproject.toml). Table and survivors: benchmarks/results/mutation.md.
+# Mutation testing of the scientific core (not part of `make test`; 3 min CPU, 16 min wall on
+# the loaded 2-core VM). One module at a time, one worker, one thread: each mutant runs only
+# the tests that reach it (config: [tool.mutmut] in pyproject.toml). Table and survivors:
+# benchmarks/results/mutation.md.
 MUTATION_MODULES ?= readouts.metrics readouts.tapvid readouts.pose readouts.accumulators \
                     walt.noise walt.windows
 mutation: $(STAMP)
