@@ -23,3 +23,13 @@ gin.external_configurable(Tokenizer.from_size, "TokenizerFromSize", module="walt
 gin.external_configurable(WALT, "WALT", module="walt")
 gin.external_configurable(WALT.from_size, "WALTFromSize", module="walt")
 gin.external_configurable(NoiseSchedule, "NoiseSchedule", module="walt")
+
+# ---- controls (issue 17): the oracle and pixel-floor backbones ------------------------------
+# `Probe.backbone = @OracleBackbone()` (OracleBackbone.analog = 'depth', its seed / image_size /
+# num_frames = the task's) or `@PixelsBackbone()` (PixelsBackbone.mode = 'rgb' | 'latents').
+# After the runners/ restructure these two lines move to runners/configurables.py unchanged.
+from backbones.oracle import OracleBackbone  # noqa: E402
+from backbones.pixels import PixelsBackbone  # noqa: E402
+
+gin.external_configurable(OracleBackbone, "OracleBackbone")
+gin.external_configurable(PixelsBackbone, "PixelsBackbone")

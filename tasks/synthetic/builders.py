@@ -55,27 +55,30 @@ def analog_datasets(name: str, *, cache_dir: str | None = None, num_train: int =
 def synthetic_task(name: str, *, cache_dir: str | None = None, num_train: int = 2000,
                    num_val: int = 500, image_size: int = 64, num_frames: int = 17, seed: int = 0,
                    num_proc: int | None = None, device: str = "cpu",
-                   head_kwargs: dict | None = None, num_test: int | None = None) -> Task:
+                   head_kwargs: dict | None = None, num_test: int | None = None,
+                   task_kwargs: dict | None = None) -> Task:
     """The Task of analog `name` (see analogs.ANALOGS), named 'synthetic_<name>'; data
-    arguments as `analog_datasets`."""
+    arguments as `analog_datasets`; task_kwargs: further keyword arguments of the kind's
+    constructor in tasks/kinds.py (e.g. {'visibility_rule': 'visibility'} for point tracks)."""
     analog = analogs.get(name)
     data = analog_datasets(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
                            image_size=image_size, num_frames=num_frames, seed=seed, num_proc=num_proc,
                            device=device, num_test=num_test)
     task_name = f"synthetic_{name}"
+    extra = dict(task_kwargs or {})
     if analog.kind == "classification":
         return kinds.classification(task_name, data, analog.num_classes, image_task=analog.image,
-                                    num_frames=num_frames, head_kwargs=head_kwargs)
+                                    num_frames=num_frames, head_kwargs=head_kwargs, **extra)
     if analog.kind == "depth":
         return kinds.depth(task_name, data, image_size=image_size, num_frames=num_frames,
-                           head_kwargs=head_kwargs)
+                           head_kwargs=head_kwargs, **extra)
     if analog.kind == "camera_pose":
-        return kinds.camera_pose(task_name, data, head_kwargs=head_kwargs)
+        return kinds.camera_pose(task_name, data, head_kwargs=head_kwargs, **extra)
     if analog.kind == "point_tracks":
         return kinds.point_tracks(task_name, data, image_size=image_size, num_frames=num_frames,
-                                  head_kwargs=head_kwargs)
+                                  head_kwargs=head_kwargs, **extra)
     if analog.kind == "box_tracks":
-        return kinds.box_tracks(task_name, data, num_frames=num_frames, head_kwargs=head_kwargs)
+        return kinds.box_tracks(task_name, data, num_frames=num_frames, head_kwargs=head_kwargs, **extra)
     raise ValueError(f"analog '{name}' has unknown kind '{analog.kind}'")
 
 
@@ -83,11 +86,11 @@ def _builder(name: str):
     def build(cache_dir: str | None = None, num_train: int = 2000, num_val: int = 500,
               image_size: int = 64, num_frames: int = 17, seed: int = 0,
               num_proc: int | None = None, device: str = "cpu", head_kwargs: dict | None = None,
-              num_test: int | None = None) -> Task:
+              num_test: int | None = None, task_kwargs: dict | None = None) -> Task:
         return synthetic_task(name, cache_dir=cache_dir, num_train=num_train, num_val=num_val,
                               image_size=image_size, num_frames=num_frames, seed=seed,
                               num_proc=num_proc, device=device, head_kwargs=head_kwargs,
-                              num_test=num_test)
+                              num_test=num_test, task_kwargs=task_kwargs)
     build.__name__ = f"{name}_task"
     build.__doc__ = (f"Task of the synthetic '{name}' analog ({analogs.get(name).real} stand-in); "
                      "arguments as `synthetic_task`.")
