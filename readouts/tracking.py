@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from readouts.layers import (CrossAttentionBlock, Mlp, check_activations, fourier_features,
-                             lecun_init_, scale_norm)
+                             lecun_init_, scale_norm, with_token_positions)
 
 COORDS = {"points": 2, "boxes": 4}
 
@@ -31,25 +31,27 @@ class TrackingReadout(nn.Module):
     feature_dim: D. kind: "points" (queries (x, y)) or "boxes" (queries (x0, y0, x1, y1)), both
     normalised to [0, 1] of the frame width / height.
     latent_size / qkv_size / num_heads / mlp_size / num_layers: corrector sizes (paper: 512, 512,
-    8, 2048, 3). num_fourier_bases: K of the query encoding.
+    8, 2048, 3). num_fourier_bases: K of the query encoding. token_position_bases: K' > 0 appends
+    the Fourier code of each token's centre to the keys (layers.with_token_positions); 0 = paper.
     forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
     -> {"values": (b, q, T, 2|4) in [0, 1], "logits": (b, q, T, 2) [visibility, certainty]}.
     """
 
     def __init__(self, feature_dim: int, kind: str = "points", *, latent_size: int = 512,
                  qkv_size: int = 512, num_heads: int = 8, mlp_size: int = 2048,
-                 num_layers: int = 3, num_fourier_bases: int = 16):
+                 num_layers: int = 3, num_fourier_bases: int = 16, token_position_bases: int = 0):
         super().__init__()
         if kind not in COORDS:
             raise ValueError(f"kind must be one of {sorted(COORDS)}; received '{kind}'")
         self.feature_dim, self.kind, self.num_fourier_bases = feature_dim, kind, num_fourier_bases
+        self.token_position_bases = token_position_bases
         coords = COORDS[kind]
         # 1. initialiser
         self.init_mlp = Mlp(2 * coords * num_fourier_bases, latent_size, latent_size)
         # 2. corrector, predictor, state norm
         self.corrector_in = nn.Linear(latent_size, latent_size)
         self.corrector = nn.ModuleList(
-            CrossAttentionBlock(latent_size, feature_dim, qkv_size=qkv_size,
+            CrossAttentionBlock(latent_size, feature_dim + 4 * token_position_bases, qkv_size=qkv_size,
                                 num_heads=num_heads, mlp_size=mlp_size)
             for _ in range(num_layers))
         self.corrector_norm = scale_norm(latent_size)
@@ -80,6 +82,8 @@ class TrackingReadout(nn.Module):
         # 1.
         z0 = self.init_mlp(fourier_features(queries.to(x.dtype), self.num_fourier_bases))
         tokens = rearrange(x, "b t h w d -> t b (h w) d")
+        tokens = torch.stack([with_token_positions(f, *x.shape[2:4], self.token_position_bases)
+                              for f in tokens])
         # 2.
         state, corrected = z0, []
         for t, frame in enumerate(tokens):
