@@ -7,7 +7,8 @@ Modes:
   'rgb'      the clip's RGB in [-1, 1], patches of p x p pixels (p = 8, the tokenizer's
              stride) as channels. Time, `time_grid`:
                'latent'  tubelets on the tokenizer's grid: token 0 holds frame 0 (repeated 4
-                         times, as the causal tokenizer pads it), token k frames 4k-3..4k;
+                         times, as the causal tokenizer pads it), token k frames 4k-3..4k
+                         (an image is one such tubelet);
                          channels ordered (f p1 p2 c), D = 4 * p * p * 3 (768 at p = 8);
                'frames'  t' = T, one frame per token, D = p * p * 3.
              Nothing is lost: the tokens are a rearrangement of the clip's pixels.
@@ -45,7 +46,7 @@ def to_unit_range(video: Tensor) -> Tensor:
 def rgb_tokens(video: Tensor, patch: int, time_grid: str) -> Tensor:
     """(b, T, H, W, 3) uint8 -> (b, t', H / p, W / p, D) float32 (module docstring)."""
     x = to_unit_range(video)
-    if time_grid == "frames" or x.shape[1] == 1:
+    if time_grid == "frames":
         return einops.rearrange(x, "b T (h p1) (w p2) c -> b T h w (p1 p2 c)", p1=patch, p2=patch)
     if (x.shape[1] - 1) % LATENT_STRIDE:
         raise ValueError(f"time_grid='latent' needs T = 1 + 4k frames; got T = {x.shape[1]}; "

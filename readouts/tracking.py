@@ -33,18 +33,23 @@ class TrackingReadout(nn.Module):
     latent_size / qkv_size / num_heads / mlp_size / num_layers: corrector sizes (paper: 512, 512,
     8, 2048, 3). num_fourier_bases: K of the query encoding. token_position_bases: K' > 0 appends
     the Fourier code of each token's centre to the keys (layers.with_token_positions); 0 = paper.
+    from_query: predict values as sigmoid(logit(query) + MLP(c_t)) with a zero-initialised last
+    layer, so the head starts at the trivial predictor (zero motion / first box everywhere);
+    False = the paper's absolute sigmoid(MLP(c_t)).
     forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
     -> {"values": (b, q, T, 2|4) in [0, 1], "logits": (b, q, T, 2) [visibility, certainty]}.
     """
 
     def __init__(self, feature_dim: int, kind: str = "points", *, latent_size: int = 512,
                  qkv_size: int = 512, num_heads: int = 8, mlp_size: int = 2048,
-                 num_layers: int = 3, num_fourier_bases: int = 16, token_position_bases: int = 0):
+                 num_layers: int = 3, num_fourier_bases: int = 16, token_position_bases: int = 0,
+                 from_query: bool = False):
         super().__init__()
         if kind not in COORDS:
             raise ValueError(f"kind must be one of {sorted(COORDS)}; received '{kind}'")
         self.feature_dim, self.kind, self.num_fourier_bases = feature_dim, kind, num_fourier_bases
         self.token_position_bases = token_position_bases
+        self.from_query = from_query
         coords = COORDS[kind]
         # 1. initialiser
         self.init_mlp = Mlp(2 * coords * num_fourier_bases, latent_size, latent_size)
@@ -62,6 +67,9 @@ class TrackingReadout(nn.Module):
         self.value_head = Mlp(latent_size, latent_size, coords)
         self.logit_head = Mlp(latent_size, latent_size, 2)
         lecun_init_(self)
+        if from_query:
+            # Start at the trivial predictor: a zero last layer leaves every track at its query.
+            torch.nn.init.zeros_(self.value_head[-1].weight)
 
     def correct(self, state: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """state (b, q, L), frame tokens (b, n, D) -> corrected state (b, q, L)."""
@@ -93,7 +101,12 @@ class TrackingReadout(nn.Module):
             state = self.state_norm(c_t + self.predictor(c_t))
         latents = torch.stack(corrected, dim=2)                      # (b, q, T, L)
         # 3.
-        return {"values": torch.sigmoid(self.value_head(latents)),
+        offsets = self.value_head(latents)
+        if self.from_query:
+            # values = sigmoid(logit(query) + offset): the query is where a track starts.
+            start = torch.logit(queries.to(x.dtype).clamp(1e-4, 1 - 1e-4))
+            offsets = offsets + start[:, :, None]
+        return {"values": torch.sigmoid(offsets),
                 "logits": self.logit_head(latents)}
 
 

@@ -109,6 +109,8 @@ def test_rgb_tokens_are_the_clip_rearranged():
     unit = video.float() / 127.5 - 1
     assert torch.equal(tubes[:, 1], unit[:, 1:5]) and torch.equal(tubes[:, 2], unit[:, 5:9])
     assert torch.equal(tubes[:, 0], unit[:, :1].expand(2, 4, 16, 16, 3))   # frame 0 padded
+    image = PixelsBackbone().features(video[:, :1], 0, [0])[0]      # one tubelet, same width
+    assert image.shape == (2, 1, 2, 2, PixelsBackbone().feature_dim)
     frames = PixelsBackbone(time_grid="frames")
     assert isinstance(frames, Backbone) and frames.features(video, 0, [0])[0].shape == (2, 9, 2, 2, 192)
 
