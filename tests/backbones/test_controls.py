@@ -9,7 +9,7 @@ from backbones.oracle import OracleBackbone
 from tasks import baselines
 from tasks.synthetic import builders
 
-SIZES = dict(num_train=24, num_val=8, num_test=0, image_size=32, num_frames=9)
+SIZES = dict(num_train=48, num_val=16, num_test=0, image_size=32, num_frames=9)
 ATTENTIVE = {"width": 64, "num_heads": 2}
 TRACKING = {"latent_size": 64, "qkv_size": 64, "num_heads": 2, "mlp_size": 128, "num_layers": 1}
 DEPTH = {"qkv_size": 32, "num_heads": 2, "mlp_size": 64}
