@@ -58,7 +58,11 @@ class Probe:
       run of 1,000 steps or fewer rather than shortening the warm-up). From gin it is
       `PaperOptimizer`, configured there: PaperOptimizer.lr / .warmup / .final_lr / ...
     use_cache: read activations from the feature cache in cache_dir (extracting missing entries)
-      instead of running the backbone for every batch. Off when the data pipeline augments.
+      instead of running the backbone for every batch.
+    cache_views: K augmented views cached per example of a split whose reader augments (random
+      crops, flips, temporal windows: the real readers' train splits); each training step's
+      examples come with one of their K views. Part of the cache key. None: such a split is
+      refused by the cache with an error saying so (splits that do not augment ignore it).
     cache_blocks: extra blocks to store with `block` (a grid's blocks: one pass serves them all).
     cache_dtype: 'float16' | 'bfloat16' | 'float32' storage of cached activations.
     noise_seed: offset of the per-example noise seeds (seed = index + 1_000_003 * noise_seed).
@@ -84,6 +88,7 @@ class Probe:
     cache_dir: str = "cache/features"
     cache_blocks: Sequence = ()
     cache_dtype: str = "float16"
+    cache_views: int | None = None
     noise_seed: int = 0
     num_workers: int = 0
     log_every: int = 50
@@ -117,6 +122,10 @@ def check(probe: Probe) -> Probe:
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
+    if probe.cache_views is not None and (isinstance(probe.cache_views, bool)
+                                          or int(probe.cache_views) < 1):
+        raise ConfigError(f"Probe.cache_views = {probe.cache_views!r}; use an int K >= 1 (views "
+                          f"cached per example of an augmenting split) or None")
     if probe.compile_head not in COMPILE_MODES:
         raise ConfigError(f"Probe.compile_head = {probe.compile_head!r}; use None (eager) or one of "
                           f"{COMPILE_MODES[1:]}")
@@ -235,6 +244,7 @@ class FeatureSource:
                 feats = self.backbone.features(batch["video"].to(self.device), self.probe.timestep,
                                                [self.block], seeds=seeds)
             self.backbone_batches += 1
+            extract.add_feature_spans(batch, self.backbone, feats)
             yield feats[self.block].float(), {k: v for k, v in batch.items() if k != "video"}
 
     def train_batches(self, batch_size: int):
