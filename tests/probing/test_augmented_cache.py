@@ -37,10 +37,19 @@ class Jitter(torch.utils.data.Dataset):
 @pytest.fixture(scope="module")
 def setup():
     backbone = build_backbone(size="tiny", tokenizer="tiny", image_size=16, num_frames=5)
-    task = kinds.classification("jitter", {"train": Jitter(6, True), "val": Jitter(4, False)}, 2,
+    task = kinds.classification("jitter", {"train": Jitter(4, True), "val": Jitter(2, False)}, 2,
                                 image_task=False, num_frames=5,
                                 head_kwargs={"width": 16, "num_heads": 2, "num_queries": 1})
     return backbone, task
+
+
+@pytest.fixture(scope="module")
+def cached(setup, tmp_path_factory):
+    """The train split cached with 2 views (a module's tests share the extraction)."""
+    root = tmp_path_factory.mktemp("cache")
+    entry, created = extract.ensure_entry(*setup, "train", 100, [1], root, views=2)
+    assert created
+    return root, entry
 
 
 def _all(entry, block):
@@ -55,16 +64,17 @@ def test_an_augmenting_split_without_views_is_refused(setup, tmp_path):
     assert not list(tmp_path.glob("*"))                            # nothing was written
 
 
-def test_k_views_are_cached_reproducibly_and_keyed(setup, tmp_path):
+def test_k_views_are_cached_reproducibly_and_keyed(setup, cached, tmp_path):
     backbone, task = setup
-    entry, created = extract.ensure_entry(backbone, task, "train", 100, [1], tmp_path / "a", views=3)
-    assert created and entry.num_examples == 18
+    entry = cached[1]
+    assert entry.num_examples == 8
     feats, items = _all(entry, 1)
-    assert torch.bincount(items["view"]).tolist() == [6, 6, 6]
-    assert items["feature_spans"].shape == (18, 2, 2)
-    by_view = {v: feats[items["view"] == v] for v in range(3)}
+    assert torch.bincount(items["view"]).tolist() == [4, 4]
+    assert items["index"].tolist() == [0, 1, 2, 3] * 2
+    assert items["feature_spans"].shape == (8, 2, 2)             # V-WALT: [0, 1), [1, 5)
+    by_view = {v: feats[items["view"] == v] for v in range(2)}
     assert not torch.allclose(by_view[0], by_view[1])            # views differ ...
-    again, _ = extract.ensure_entry(backbone, task, "train", 100, [1], tmp_path / "b", views=3)
+    again, _ = extract.ensure_entry(backbone, task, "train", 100, [1], tmp_path, views=2)
     torch.testing.assert_close(_all(again, 1)[0], feats, rtol=0, atol=0)   # ... reproducibly
     keys = {k: extract.cache_key(backbone, task, "train", 100, [1], views=k) for k in (2, 3)}
     assert keys[2].base_digest != keys[3].base_digest and keys[3].preprocessing["views"] == 3
@@ -82,14 +92,15 @@ def test_dataset_identity_of_an_augmenting_split_is_stable_and_leaves_the_rng_al
     assert fc.dataset_identity("jitter", "train", dataset) == first
 
 
-def test_a_probe_trains_on_cached_views(setup, tmp_path):
+def test_a_probe_trains_on_cached_views(setup, cached, tmp_path):
     backbone, task = setup
     optimizer = functools.partial(paper_optimizer, warmup=0)
-    probe = Probe(backbone=backbone, task=task, block=1, timestep=100, steps=4, batch_size=4,
-                  eval_batch_size=4, use_cache=True, cache_dir=str(tmp_path / "cache"),
+    probe = Probe(backbone=backbone, task=task, block=1, timestep=100, steps=3, batch_size=4,
+                  eval_batch_size=4, use_cache=True, cache_dir=str(cached[0]),
                   cache_views=2, optimizer=optimizer)
     result = run(probe, tmp_path / "run", device="cpu")
     assert result.status == "ok" and result.feature_source == "cache"
+    assert result.backbone_batches == 1                          # train found cached; val extracted
     refused = Probe(**{**probe.__dict__, "cache_views": None})
     with pytest.raises(extract.ConfigError, match="augments"):
         run(refused, tmp_path / "refused", device="cpu")
