@@ -106,6 +106,11 @@ class Backbone(Protocol):
       'cogvideox', 'dinov2', ...  variant: 'image' | 'video'.  size: the size name ('small',
       '284m', '2b', ...); report orders sizes by parameter count.
     fingerprint: stable string identifying weights + config + preprocessing (feature-cache key).
+
+    Optional: feature_spans(num_frames) -> (t', 2) float [start, stop), the frames of a
+    num_frames-frame clip each feature frame covers (contiguous, increasing). A backbone whose
+    time axis is not uniform says so here (WALT's causal tokenizer: [0, 1), [1, 5), ...);
+    without it `frame_spans` assumes t' equal spans. Per-frame heads resample time on it.
     """
 
     feature_dim: int
@@ -122,6 +127,35 @@ class Backbone(Protocol):
                  seeds: Tensor | None = None) -> dict[int, Tensor]: ...
 
     def noise_level(self, t) -> NoiseLevel | None: ...
+
+
+def causal_spans(num_frames: int, factor: int) -> Tensor:
+    """(t', 2) float64 [start, stop) of a causal tokenizer's latent frames: the first frame alone,
+    then groups of `factor` (t' = 1 + (num_frames - 1) / factor). factor 1: one span per frame."""
+    if num_frames < 1 or (num_frames - 1) % factor:
+        raise ValueError(f"a causal tokenizer with temporal factor {factor} takes 1 + {factor}k "
+                         f"frames; got {num_frames}")
+    stops = torch.arange(1, num_frames + 1, factor, dtype=torch.float64)    # 1, 1 + f, 1 + 2f, ...
+    starts = torch.cat([stops.new_zeros(1), stops[:-1]])
+    return torch.stack([starts, stops], dim=-1)
+
+
+def uniform_spans(num_frames: int, num_feature_frames: int) -> Tensor:
+    """(t', 2) float64 [start, stop): t' equal spans tiling [0, num_frames)."""
+    edges = torch.linspace(0, num_frames, num_feature_frames + 1, dtype=torch.float64)
+    return torch.stack([edges[:-1], edges[1:]], dim=-1)
+
+
+def frame_spans(backbone, num_frames: int, num_feature_frames: int) -> Tensor:
+    """(t', 2) float64: the backbone's own `feature_spans(num_frames)` when it has one, else
+    `uniform_spans`. Raises ValueError when the backbone's spans disagree with its features."""
+    own = getattr(backbone, "feature_spans", None)
+    spans = own(num_frames) if callable(own) else uniform_spans(num_frames, num_feature_frames)
+    spans = torch.as_tensor(spans, dtype=torch.float64)
+    if spans.shape != (num_feature_frames, 2):
+        raise ValueError(f"{type(backbone).__name__}.feature_spans({num_frames}) gave spans of shape "
+                         f"{tuple(spans.shape)} for {num_feature_frames} feature frames")
+    return spans
 
 
 def resolve_blocks(spec, num_blocks: int) -> list[int]:

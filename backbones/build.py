@@ -42,10 +42,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = "tiny",
                    tokenizer_checkpoint: str | None = None, walt_checkpoint: str | None = None,
-                   image_size: int = 64, num_frames: int = 17, repeat_images: bool = True,
+                   image_size: int = 64, num_frames: int = 17, repeat_images: bool | None = None,
                    schedule: str = "linear", seed: int = 0, device: str = "cpu",
                    dtype: str = "float32", compile: bool | str = False,
-                   compile_mode: str | None = None, reuse: bool = True) -> WALTBackbone:
+                   compile_mode: str | None = None, reuse: bool = True,
+                   video_route: str | None = None) -> WALTBackbone:
     """A frozen WALT backbone.
 
     size / tokenizer: named sizes (walt/sizes.py), used when no checkpoint is given.
@@ -53,6 +54,10 @@ def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = 
       checkpoint's own config wins over `size` / `tokenizer`.
     variant: 'video' (V-WALT) or 'image' (I-WALT), applied to a loaded checkpoint too.
     image_size, num_frames: input clips (num_frames = 1 + 4k); sets a random WALT's latent grid.
+    repeat_images: tile a single image over num_frames; None = the variant's protocol (V-WALT
+      tiles, I-WALT takes the image as it is; paper App. D.1).
+    video_route: 'clip' (causal video tokenizer) or 'frames' (each frame encoded alone, as
+      I-WALT's pretraining data); None = the variant's pretraining route (see WALTBackbone).
     schedule: 'linear' (WALT) or 'cosine'.
     seed: random init of whatever no checkpoint provides; same seed, same weights, same
       fingerprint. A random WALT gets non-zero gates (zero_init_gates=False) so its blocks are
@@ -73,12 +78,13 @@ def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = 
     if reuse:
         key = (size, variant, tokenizer, _file_state(tokenizer_checkpoint), _file_state(walt_checkpoint),
                image_size, num_frames, repeat_images, schedule, seed, device, dtype, compile,
-               compile_mode)
+               compile_mode, video_route)
         hit = _LAST_BUILT.get(key)
         if hit is not None and hit[0].fingerprint == hit[1]:
             return hit[0].to(device)
     backbone = _build(size, variant, tokenizer, tokenizer_checkpoint, walt_checkpoint, image_size,
-                      num_frames, repeat_images, schedule, seed, device, dtype, compile, compile_mode)
+                      num_frames, repeat_images, schedule, seed, device, dtype, compile, compile_mode,
+                      video_route)
     _LAST_BUILT.clear()
     if key is not None:
         _LAST_BUILT[key] = (backbone, backbone.fingerprint)
@@ -98,7 +104,8 @@ def _file_state(path: str | None):
 
 
 def _build(size, variant, tokenizer, tokenizer_checkpoint, walt_checkpoint, image_size, num_frames,
-           repeat_images, schedule, seed, device, dtype, compile, compile_mode) -> WALTBackbone:
+           repeat_images, schedule, seed, device, dtype, compile, compile_mode,
+           video_route) -> WALTBackbone:
     weights_ids = []
     gen_state = torch.random.get_rng_state()
     try:
@@ -132,4 +139,4 @@ def _build(size, variant, tokenizer, tokenizer_checkpoint, walt_checkpoint, imag
     weights_ids.append(f"dtype:{dtype}")
     return WALTBackbone(tok, model, NoiseSchedule(schedule), repeat_images=repeat_images,
                         num_frames=num_frames, weights_id="|".join(weights_ids),
-                        compile=compile, compile_mode=compile_mode)
+                        compile=compile, compile_mode=compile_mode, video_route=video_route)

@@ -53,6 +53,9 @@ class CogVideoX(VideoDiT):
         return (self.vae.config.temporal_compression_ratio,
                 2 ** (len(self.vae.config.block_out_channels) - 1))
 
+    def temporal_layout(self) -> tuple[int, int]:
+        return self._vae_factors()[0], self.transformer.config.patch_size_t or 1
+
     def check_clip(self, video: Tensor) -> None:
         ft, fs = self._vae_factors()
         pt = self.transformer.config.patch_size_t or 1

@@ -46,6 +46,9 @@ class LTXVideo(VideoDiT):
         cfg = self.transformer.config
         return cfg.num_attention_heads * cfg.attention_head_dim
 
+    def temporal_layout(self) -> tuple[int, int]:
+        return self.vae.temporal_compression_ratio, self.transformer.config.patch_size_t
+
     def check_clip(self, video: Tensor) -> None:
         cfg = self.transformer.config
         check_frames_and_size(video, self.name,

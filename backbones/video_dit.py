@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from backbones.base import NoiseLevel, resolve_blocks
+from backbones.base import NoiseLevel, causal_spans, resolve_blocks
 from backbones.hf_common import (ClipShapeError, ModelDirError, directory_digest, draw_noise,
                                  fingerprint_of, video_to_unit_range)
 
@@ -226,6 +226,22 @@ class VideoDiT:
     def tokens_to_grid(self, tokens: Tensor, latent_shape: tuple[int, ...]) -> Tensor:
         """(b, n, D) video tokens -> (b, t', h', w', D)."""
         raise NotImplementedError
+
+    def temporal_layout(self) -> tuple[int, int]:
+        """(f, pt): the causal VAE encodes frame 0 alone and then f frames per latent frame; the
+        transformer's temporal patch joins pt latent frames into one token frame."""
+        raise NotImplementedError
+
+    # ---- the temporal layout ----
+    def feature_spans(self, num_frames: int) -> Tensor:
+        """(t', 2) float64 [start, stop): the frames each feature frame covers (backbones/base.py):
+        the causal VAE's spans [0, 1), [1, 1 + f), ..., joined pt at a time."""
+        f, pt = self.temporal_layout()
+        latents = causal_spans(num_frames, f)                            # (t, 2)
+        if len(latents) % pt:
+            raise ValueError(f"{self.name}: {len(latents)} latent frames do not split into "
+                             f"temporal patches of {pt}")
+        return torch.stack([latents[0::pt, 0], latents[pt - 1::pt, 1]], dim=-1)
 
     # ---- the probing pass ----
     @property

@@ -1,11 +1,23 @@
 """WALT (I-WALT / V-WALT) as a `Backbone` (backbones/base.py): family 'walt'.
 
   video uint8 (b, T, H, W, 3)
-    -> float in [-1, 1], (b, 3, T, H, W); images (T = 1) tiled to `num_frames` if asked
-    -> tokenizer.encode                        -> z0 (b, z, t, h, w), normalised
+    -> float in [-1, 1], (b, 3, T, H, W); an image (T = 1) tiled to `num_frames` for V-WALT
+    -> route 'clip':   tokenizer.encode, the causal video path  -> z0 (b, z, t, h, w), t = 1 + (T-1)/4
+       route 'frames': tokenizer.encode_frames, each frame alone -> z0 (b, z, T, h, w)
     -> z_t = sqrt(abar_t) z0 + sqrt(1 - abar_t) eps, eps fixed per example seed (eval) or fresh
     -> WALT.forward_features (null text, zero self-conditioning), ONE pass up to the deepest block
-    -> {block: (b, t, h, w, D)} float32
+       (route 'frames': every latent frame a one-frame example of its own)
+    -> {block: (b, t', h, w, D)} float32, t' = t (clip) or T (frames)
+
+The protocol follows each variant's pretraining (paper App. D.1, Sec. 3.3; pretraining/data.py):
+  I-WALT  learnt on single frames, each encoded alone: an image goes in as it is (one latent
+          frame, no tiling) and a video frame by frame (route 'frames'; t' = T feature frames,
+          feature frame f covers clip frame f).
+  V-WALT  learnt on clips: an image is tiled over `num_frames` (its features are averaged over
+          time by the image task kinds), a video goes through the causal tokenizer (route
+          'clip'; latent 0 covers frame 0, latent k frames 4k-3 .. 4k).
+Both choices are settings (repeat_images, video_route) and part of the fingerprint; `feature_spans`
+says which clip frames each feature frame covers, so per-frame heads resample time on that layout.
 """
 
 from __future__ import annotations
@@ -15,10 +27,11 @@ import json
 from typing import Iterable
 
 import torch
-from einops import repeat
+from einops import rearrange, repeat
 from torch import Tensor
 
-from backbones.base import NoiseLevel, log_snr_from_abar, resolve_blocks, walt_equivalent_t
+from backbones.base import (NoiseLevel, causal_spans, log_snr_from_abar, resolve_blocks,
+                            walt_equivalent_t)
 from walt.noise import NoiseSchedule, eval_noise
 from walt.sizes import WALT_SIZES
 from walt.tokenizer import Tokenizer
@@ -33,6 +46,11 @@ class WALTBackbone(torch.nn.Module):
     schedule: the forward process (default linear, zero terminal SNR).
     repeat_images: a T = 1 input is tiled to `num_frames` frames (paper App. D.1); if False it
       is encoded alone (one latent frame; V-WALT's STW blocks then use the identity mask).
+      None (default) = the variant's protocol: tile for V-WALT, not for I-WALT.
+    video_route: how a clip becomes latents: 'clip' (the causal video tokenizer; latent frames
+      1.. summarise 4 frames each) or 'frames' (every frame encoded alone by the first-frame
+      path, as I-WALT's pretraining data is; t' = T). None (default) = the variant's
+      pretraining: 'frames' for I-WALT, 'clip' for V-WALT.
     num_frames: clip length the tokenizer expects (17 -> 5 latent frames).
     weights_id: identifies the weights (e.g. checkpoint sha256s); None hashes the tensors.
     compile: False | True | 'walt' | 'tokenizer' | 'all' (True = 'all'): run the transformer's
@@ -46,15 +64,20 @@ class WALTBackbone(torch.nn.Module):
     """
 
     COMPILE_CHOICES = (False, True, "walt", "tokenizer", "all")
+    VIDEO_ROUTES = ("clip", "frames")
 
     def __init__(self, tokenizer: Tokenizer, walt: WALT, schedule: NoiseSchedule | None = None,
-                 repeat_images: bool = True, num_frames: int = 17, weights_id: str | None = None,
-                 compile: bool | str = False, compile_mode: str | None = None):
+                 repeat_images: bool | None = None, num_frames: int = 17,
+                 weights_id: str | None = None, compile: bool | str = False,
+                 compile_mode: str | None = None, video_route: str | None = None):
         super().__init__()
         self.tokenizer = tokenizer.eval().requires_grad_(False)
         self.walt = walt.eval().requires_grad_(False)
         self.schedule = schedule or NoiseSchedule()
-        self.repeat_images = repeat_images
+        if video_route not in (None, *self.VIDEO_ROUTES):
+            raise ValueError(f"video_route={video_route!r} is not one of {self.VIDEO_ROUTES} (or "
+                             f"None for the variant's pretraining route)")
+        self._repeat_images, self._video_route = repeat_images, video_route
         self.num_frames = num_frames
         self._weights_id = weights_id
         if compile not in self.COMPILE_CHOICES:
@@ -123,6 +146,33 @@ class WALTBackbone(torch.nn.Module):
                 return name
         return f"d{cfg.get('width')}-L{cfg.get('depth')}"
 
+    @property
+    def repeat_images(self) -> bool:
+        """Whether a single image is tiled over `num_frames` (set, or the variant's protocol)."""
+        if self._repeat_images is None:
+            return self.walt.variant == "video"
+        return bool(self._repeat_images)
+
+    @property
+    def video_route(self) -> str:
+        """'clip' or 'frames' (set, or the route of the variant's pretraining data)."""
+        if self._video_route is None:
+            return "frames" if self.walt.variant == "image" else "clip"
+        return self._video_route
+
+    def feature_spans(self, num_frames: int) -> Tensor:
+        """(t', 2) float64 [start, stop): the frames of the encoded clip each feature frame covers.
+
+        num_frames: T of the input clip; a tiled image (T = 1, repeat_images) is encoded as a
+        `self.num_frames`-frame clip and its spans are that clip's. Route 'frames': [f, f + 1);
+        route 'clip': the causal tokenizer's [0, 1), [1, 5), [5, 9), ... (temporal factor 4).
+        """
+        if num_frames == 1 and self.repeat_images:
+            num_frames = self.num_frames
+        if self.video_route == "frames":
+            return causal_spans(num_frames, 1)
+        return causal_spans(num_frames, self.tokenizer.temporal_factor)
+
     def noise_level(self, t) -> NoiseLevel:
         """t: a scalar timestep index in [0, T). Native = t; log-SNR from this backbone's
         schedule; walt_t = t (WALT is the shared axis' reference)."""
@@ -152,7 +202,8 @@ class WALTBackbone(torch.nn.Module):
             self._weights_id = self._hash_tensors()
         blob = json.dumps({"weights": self._weights_id, "tokenizer": self.tokenizer.config,
                            "walt": self.walt.config, "schedule": self.schedule.config,
-                           "repeat_images": self.repeat_images, "num_frames": self.num_frames},
+                           "repeat_images": self.repeat_images, "num_frames": self.num_frames,
+                           "video_route": self.video_route},
                           sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -162,20 +213,23 @@ class WALTBackbone(torch.nn.Module):
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        """uint8 (b, T, H, W, 3) -> normalised clean latents z0 (b, z, t, h, w) float32."""
+        """uint8 (b, T, H, W, 3) -> normalised clean latents z0 (b, z, t', h, w) float32;
+        t' = 1 + (T - 1) / 4 on route 'clip', T on route 'frames' (see the module docstring)."""
         device = self.walt.pos_temporal.device
         x = uint8_to_unit(video.to(device))                             # (b, 3, T, H, W)
         if x.shape[2] == 1 and self.repeat_images:
             x = repeat(x, "b c 1 H W -> b c T H W", T=self.num_frames)
         tok_dtype = next(self.tokenizer.parameters()).dtype
-        return self._run_compiled("tokenizer", self.tokenizer.encode, x.to(tok_dtype)).float()
+        encode = self.tokenizer.encode_frames if self.video_route == "frames" else self.tokenizer.encode
+        return self._run_compiled("tokenizer", encode, x.to(tok_dtype)).float()
 
     @torch.no_grad()
     def features(self, video: Tensor, t, blocks: Iterable[int] | int | float,
                  seeds: Tensor | None = None) -> dict[int, Tensor]:
         """video: uint8 (b, T, H, W, 3); t: int or (b,) long in [0, 1000); blocks: see
         `resolve_blocks`; seeds: (b,) long -> fixed eval noise, None -> fresh noise.
-        Returns {block: (b, t', h', w', D) float32}, all blocks from one transformer pass.
+        Returns {block: (b, t', h', w', D) float32}, all blocks from one transformer pass; t' as
+        in `encode`, feature frame k covering the clip frames `feature_spans(T)[k]`.
         """
         blocks = self.resolve_blocks(blocks)
         z0 = self.encode(video)                                        # (b, z, t, h, w)
@@ -188,8 +242,16 @@ class WALTBackbone(torch.nn.Module):
         # I-WALT was trained on frames as independent images (paper Sec. 3.3), all carrying the
         # frame-0 temporal embedding; probe it the same way, or it would see embeddings of
         # latent frames 1..4 that its training never used.
-        independent = (torch.ones(b, dtype=torch.bool, device=z0.device)
+        if self.video_route == "frames":
+            # Every latent frame is an image of its own: run them as one-frame examples, so any
+            # number of frames fits (the temporal table has 5 rows; an image needs only row 0).
+            tl = z_t.shape[2]
+            z_t = rearrange(z_t, "b z t h w -> (b t) z 1 h w")
+            t = repeat(t, "b -> (b t)", t=tl)
+        independent = (torch.ones(z_t.shape[0], dtype=torch.bool, device=z0.device)
                        if self.walt.variant == "image" else None)
         feats = self._run_compiled("walt", self.walt.forward_features,  # {l: (b, t, h, w, D)}
                                    z_t, t, blocks, independent_frames=independent)
+        if self.video_route == "frames":
+            feats = {k: rearrange(f, "(b t) 1 h w d -> b t h w d", b=b) for k, f in feats.items()}
         return {block: f.float() for block, f in feats.items()}

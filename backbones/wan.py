@@ -50,6 +50,9 @@ class Wan(VideoDiT):
         cfg = self.transformer.config
         return cfg.num_attention_heads * cfg.attention_head_dim
 
+    def temporal_layout(self) -> tuple[int, int]:
+        return self.vae.config.scale_factor_temporal, self.transformer.config.patch_size[0]
+
     def check_clip(self, video: Tensor) -> None:
         cfg = self.vae.config
         check_frames_and_size(video, self.name, frame_step=cfg.scale_factor_temporal,

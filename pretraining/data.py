@@ -149,10 +149,10 @@ class LatentBank:
         for i in range(0, len(clips), chunk):
             video = uint8_to_unit(clips[i:i + chunk].to(device))          # (b, 3, T, H, W)
             clip_lat.append(tokenizer.encode(video).float())              # (b, z, t, h, w)
-            T = video.shape[2]
-            frames = rearrange(video, "b c T H W -> (b T) c 1 H W")        # each frame an image
-            z = tokenizer.encode(frames).float()                          # ((b T), z, 1, h, w)
-            frame_lat.append(rearrange(z, "(b T) z 1 h w -> b T z h w", T=T))
+            # Each frame an image: the one per-frame encoder path, shared with the probe
+            # (backbones/walt.py, video_route='frames'), so I-WALT is probed on its own kind of latent.
+            z = tokenizer.encode_frames(video).float()                    # (b, z, T, h, w)
+            frame_lat.append(rearrange(z, "b z T h w -> b T z h w"))
         return cls(torch.cat(clip_lat), torch.cat(frame_lat))
 
     def batch(self, *, variant: str, seed: int, step: int, batch_size: int, image_fraction: float,

@@ -35,7 +35,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-FORMAT_VERSION = 1
+# 2: items hold `feature_spans` (the frames each feature frame covers) and, for an augmenting
+# split, `view`; format-1 entries lack them and are extracted again.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
@@ -103,14 +105,23 @@ def dataset_identity(task_name: str, split: str, dataset, num_probe_items: int =
     own = getattr(dataset, "fingerprint", None)
     h = hashlib.sha256(f"{task_name}|{split}|{n}|{own}".encode())
     if own is None and n:
-        for i in sorted({round(j * (n - 1) / max(num_probe_items - 1, 1)) for j in range(num_probe_items)}):
-            item = dataset[i]
-            for k in sorted(item):
-                v = item[k]
-                t = torch.as_tensor(v) if not isinstance(v, str) else None
-                h.update(k.encode())
-                h.update(v.encode() if t is None else t.contiguous().numpy().tobytes())
+        # An augmenting reader draws from torch's RNG: probe it under a fixed seed, so the
+        # identity depends on the data only (and the caller's RNG stream is left untouched).
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            _hash_items(h, dataset, n, num_probe_items)
     return f"{task_name}/{split}/n={n}/{h.hexdigest()[:16]}"
+
+
+def _hash_items(h, dataset, n: int, num_probe_items: int) -> None:
+    """Feeds the bytes of `num_probe_items` evenly spaced items (every key) into `h`."""
+    for i in sorted({round(j * (n - 1) / max(num_probe_items - 1, 1)) for j in range(num_probe_items)}):
+        item = dataset[i]
+        for k in sorted(item):
+            v = item[k]
+            t = torch.as_tensor(v) if not isinstance(v, str) else None
+            h.update(k.encode())
+            h.update(v.encode() if t is None else t.contiguous().numpy().tobytes())
 
 
 def item_tensors(batch: Mapping) -> dict[str, torch.Tensor]:

@@ -5,8 +5,18 @@ deepest one), so caching an L-block x T-timestep grid costs T passes over each s
 is fixed per example (seed = item index + NOISE_STRIDE * noise_seed), so the cached features are
 exactly those a probe would compute on the fly with the same settings.
 
+Every stored batch also holds `feature_spans` (b, t', 2): the clip frames each feature frame
+covers (backbones/base.py frame_spans), which the task kinds resample time on.
+
+Augmentation: a split whose reader augments (`dataset.augments`: random crops, flips, temporal
+windows) would have one random view per example frozen into the cache. Such a split is cached
+with K views per example (`views`, Probe.cache_views, part of the key): K passes over the split,
+pass v with torch's RNG seeded by (v, VIEW_SEED_SALT), each row tagged with its `view`. Training
+then shuffles all n * K rows, so each step's examples come with one of their K views. Without K
+the cache refuses the split (ConfigError) instead of freezing one view silently.
+
 API (used by the probe engine, `walt-probe extract` and the sweep's cache-preparation tasks):
-  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed) -> CacheKey
+  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views) -> CacheKey
   ensure_entry(backbone, task, split, timestep, blocks, root, ...) -> (CacheEntry, created: bool)
 """
 
@@ -17,9 +27,10 @@ import time
 from typing import Sequence
 
 import torch
+from einops import repeat
 from torch.utils.data import DataLoader
 
-from backbones.base import resolve_blocks
+from backbones.base import frame_spans, resolve_blocks
 from probing import cache as fc
 from probing.progress import Progress
 
@@ -29,6 +40,36 @@ class ConfigError(ValueError):
 
 
 NOISE_STRIDE = 1_000_003  # > any split size here, so noise seeds of different noise_seed never collide
+VIEW_SEED_SALT = 7_919    # view v of an augmenting split is drawn under torch seed v * salt + 1
+
+
+def augments(dataset) -> bool:
+    """Whether the dataset's items are random per access (its own `augments` flag)."""
+    return bool(getattr(dataset, "augments", False))
+
+
+def cache_views(task, split: str, views: int | None) -> int | None:
+    """The number of views to cache for `split`: None for a split that does not augment, else
+    `views` (>= 1); raises ConfigError for an augmenting split without it."""
+    dataset = task.split(split)
+    if not augments(dataset):
+        return None
+    if views is None or int(views) < 1:
+        raise ConfigError(
+            f"task '{task.name}' split '{split}' augments its items ({type(dataset).__name__}: "
+            f"random crops, flips or temporal windows), so caching its features would freeze one "
+            f"augmentation per example. Set Probe.cache_views = K (K augmented views per example "
+            f"are cached, each training step draws one; the cache grows K-fold), or "
+            f"Probe.use_cache = False (a fresh augmentation and backbone pass every step).")
+    return int(views)
+
+
+def add_feature_spans(batch: dict, backbone, feats: dict) -> dict:
+    """batch['feature_spans'] = (b, t', 2) float32 frame spans of the features (in place)."""
+    video, any_feat = batch["video"], next(iter(feats.values()))
+    spans = frame_spans(backbone, int(video.shape[1]), int(any_feat.shape[1])).float()
+    batch["feature_spans"] = repeat(spans, "t two -> b t two", b=any_feat.shape[0])
+    return batch
 
 
 def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
@@ -65,10 +106,17 @@ def valid_blocks(specs: Sequence, num_blocks: int) -> list[int]:
 
 
 def cache_key(backbone, task, split: str, timestep: int, blocks: Sequence[int],
-              dtype: str = "float16", noise_seed: int = 0) -> fc.CacheKey:
-    """The cache key of `task`'s split seen through `backbone` at `timestep`."""
+              dtype: str = "float16", noise_seed: int = 0, views: int | None = None) -> fc.CacheKey:
+    """The cache key of `task`'s split seen through `backbone` at `timestep`.
+
+    views: augmented views per example of an augmenting split (see the module docstring);
+    ignored, and absent from the key, for a split that does not augment.
+    """
     preprocessing = {"dtype": dtype, "noise": "fixed-per-index", "noise_seed": int(noise_seed),
                      "noise_stride": NOISE_STRIDE}
+    views = cache_views(task, split, views)
+    if views is not None:
+        preprocessing.update(views=views, view_seed_salt=VIEW_SEED_SALT)
     return fc.CacheKey(backbone=str(backbone.fingerprint), timestep=int(timestep),
                        dataset=fc.dataset_identity(task.name, split, task.split(split)),
                        split=split, preprocessing=preprocessing, blocks=tuple(blocks))
@@ -87,22 +135,36 @@ def device_of(backbone) -> torch.device:
 
 def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_workers: int = 0,
             shard_size: int = 512, log_every_s: float = 30.0) -> fc.CacheEntry:
-    """Runs the backbone once per batch over key.split and commits a new cache entry."""
+    """Runs the backbone once per batch over key.split (K times for K augmented views) and
+    commits a new cache entry."""
     dataset = task.split(key.split)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    views = key.preprocessing.get("views")
     device = device_of(backbone)
     t0 = time.time()
     passes = 0
     with fc.CacheWriter(root, key, dtype=key.preprocessing["dtype"], shard_size=shard_size) as writer:
-        bar = Progress(len(loader), f"extract {task.name}/{key.split} t={key.timestep}", log_every_s)
-        with torch.no_grad():
-            for batch in loader:
-                seeds = noise_seeds(batch, key.preprocessing["noise_seed"]).to(device)
-                feats = backbone.features(batch["video"].to(device), key.timestep, list(key.blocks), seeds=seeds)
-                passes += 1
-                writer.add({b: feats[b] for b in key.blocks}, batch)
-                bar.update()
-        bar.close()
+        for view in range(views or 1):
+            # One seeded pass per view: the augmentations (torch's RNG, in this process or, via
+            # the loader's generator, in its workers) are reproducible and differ between views.
+            gen = torch.Generator().manual_seed(view * VIEW_SEED_SALT + 1)
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=False,
+                                num_workers=num_workers, generator=gen)
+            what = f"extract {task.name}/{key.split} t={key.timestep}"
+            bar = Progress(len(loader), what + (f" view {view + 1}/{views}" if views else ""),
+                           log_every_s)
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(view * VIEW_SEED_SALT + 1)
+                for batch in loader:
+                    seeds = noise_seeds(batch, key.preprocessing["noise_seed"]).to(device)
+                    feats = backbone.features(batch["video"].to(device), key.timestep,
+                                              list(key.blocks), seeds=seeds)
+                    passes += 1
+                    add_feature_spans(batch, backbone, feats)
+                    if views:
+                        batch["view"] = torch.full((len(batch["video"]),), view, dtype=torch.long)
+                    writer.add({b: feats[b] for b in key.blocks}, batch)
+                    bar.update()
+            bar.close()
         return writer.commit({"backbone_batches": passes, "seconds": round(time.time() - t0, 3)})
 
 
@@ -111,23 +173,26 @@ def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_wo
 # setting changes only the readout; probing/probe.py derives READOUT_ONLY_FIELDS from this, and
 # the sweep its readout-only grid axes (grid points differing only there share one entry).
 ENTRY_FIELDS = ("backbone", "task", "timestep", "cache_dtype", "noise_seed", "cache_dir",
-                "cache_blocks", "use_cache")
+                "cache_blocks", "use_cache", "cache_views")
 
 
 def ensure_probe_entry(probe, split: str, blocks: Sequence[int]) -> tuple[fc.CacheEntry, bool]:
     """`ensure_entry` with a Probe's settings (probing/probe.py): (entry, created)."""
     return ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks, probe.cache_dir,
-                        probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers)
+                        probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers,
+                        probe.cache_views)
 
 
 def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int], root,
                  dtype: str = "float16", noise_seed: int = 0, batch_size: int = 32,
-                 num_workers: int = 0) -> tuple[fc.CacheEntry, bool]:
+                 num_workers: int = 0, views: int | None = None) -> tuple[fc.CacheEntry, bool]:
     """The cache entry holding all `blocks` for this split and t; extracts it if missing.
 
-    Returns (entry, created). An existing entry with a superset of the blocks is reused.
+    views: K augmented views per example for an augmenting split (required there; see the
+    module docstring). Returns (entry, created). An existing entry with a superset of the
+    blocks is reused.
     """
-    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed)
+    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views)
     entry = fc.CacheEntry.find(root, key)
     if entry is not None:
         return entry, False

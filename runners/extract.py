@@ -55,7 +55,7 @@ def main(args, gin_args) -> int:
     for split in args.split or ["train", "val"]:
         try:
             entry, created = ensure_probe_entry(probe, split, blocks)
-        except KeyError as err:
+        except (KeyError, ConfigError) as err:  # no such split; an augmenting split without K views
             print(f"walt-probe extract: {err.args[0]}", file=sys.stderr)
             return 2
         print(f"{'extracted' if created else 'cached   '} {probe.task.name}/{split} t={probe.timestep} "

@@ -78,21 +78,25 @@ def show_pca(args) -> int:
 
     clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
     video = clip["video"][None]                                     # (1, T, H, W, 3) uint8
+    frames = [0, 4, 8, 12, 16]                                      # last pixel frame of V-WALT's latent i
     rows = []
     for label, variant, ckpt in (("I-WALT", "image", args.iwalt), ("V-WALT", "video", args.vwalt)):
         backbone = build_backbone(variant=variant, tokenizer_checkpoint=args.tokenizer,
                                   walt_checkpoint=ckpt, image_size=args.image_size)
         feats = backbone.features(video, args.timestep, [args.block],
                                   seeds=torch.zeros(1, dtype=torch.long))[args.block][0]
-        rows.append((label, _pca_rgb(feats)))                       # (t, h, w, 3)
-    t = rows[0][1].shape[0]
-    frames = [min(4 * i, 16) for i in range(t)]                     # last pixel frame of latent i
+        # I-WALT sees the clip frame by frame (17 feature frames), V-WALT as 5 causal latents:
+        # show each model's feature frame covering the same pixel frame.
+        spans = backbone.feature_spans(video.shape[1])
+        covering = [int(((spans[:, 0] <= f) & (f < spans[:, 1])).nonzero()[0]) for f in frames]
+        rows.append((label, _pca_rgb(feats[covering])))             # (5, h, w, 3)
+    t = len(frames)
     fig, axes = plt.subplots(3, t, figsize=(2.2 * t, 7), layout="constrained")
     for i in range(t):
         axes[0, i].imshow(video[0, frames[i]].numpy())
         axes[0, i].contour(clip["moving_mask"].numpy(), levels=[0.5], colors="w", linewidths=0.8)
         axes[0, i].contour(clip["frozen_mask"].numpy(), levels=[0.5], colors="y", linewidths=0.8)
-        axes[0, i].set_title(f"frame {frames[i]} (latent {i})", fontsize=9)
+        axes[0, i].set_title(f"frame {frames[i]}", fontsize=9)
         for r, (label, rgb) in enumerate(rows, start=1):
             axes[r, i].imshow(rgb[i].numpy(), interpolation="nearest")
             if i == 0:

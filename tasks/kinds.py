@@ -9,6 +9,10 @@ Feature handling (paper App. D; probing_spec.md, section 6):
                   (a pixel subsample while training, every pixel once in eval mode).
   camera pose     first and last latent frames concatenated along channels.
   point / box     time resampled to the clip's frame count (App. D.5-D.6).
+Time is resampled on the backbone's own temporal layout: the probe engine puts the frame spans
+each feature frame covers into the batch as `feature_spans` (b, t', 2) [start, stop)
+(backbones/base.py frame_spans; WALT's causal latents: [0, 1), [1, 5), ...; I-WALT on route
+'frames': one frame each, so nothing is resampled); a batch without it is resampled uniformly.
 Headline metrics: top1 (up), abs_rel (down), pose_error (down), average_jaccard (up),
 mean_iou (up).
 
@@ -77,6 +81,19 @@ def _target(batch: Batch, key: str, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(batch[key]).to(like.device)
 
 
+def _resample(x: torch.Tensor, batch: Batch, num_frames: int) -> torch.Tensor:
+    """(b, t', h, w, D) -> (b, num_frames, h, w, D) on the batch's `feature_spans` (one layout
+    per batch: its clips share a length), uniformly when the batch has none."""
+    spans = batch.get("feature_spans") if hasattr(batch, "get") else None
+    if spans is not None:
+        spans = torch.as_tensor(spans)
+        if not bool((spans == spans[:1]).all()):
+            raise ValueError("examples of one batch have different feature_spans; batch clips of "
+                             "one length together")
+        spans = spans[0]
+    return resize_time(x, num_frames, spans)
+
+
 # ---- classification -----------------------------------------------------------------------
 
 def _classification_inputs(x: torch.Tensor, batch: Batch, *, image_task: bool,
@@ -84,7 +101,8 @@ def _classification_inputs(x: torch.Tensor, batch: Batch, *, image_task: bool,
     x = _features(x)
     if image_task and time_pool == "mean" and x.shape[1] > 1:
         x = reduce(x, "b t h w d -> b 1 h w d", "mean")
-    return (resize_time(x, num_frames),)
+        return (resize_time(x, num_frames),)                          # one frame: repeated
+    return (_resample(x, batch, num_frames),)
 
 
 def _classification_loss(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
@@ -131,7 +149,7 @@ def _make_attentive(feature_dim: int, *, num_classes: int, num_frames: int, head
 # ---- depth --------------------------------------------------------------------------------
 
 def _depth_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int) -> tuple:
-    return (resize_time(_features(x), _frames(batch, "depth", 1, num_frames)),)
+    return (_resample(_features(x), batch, _frames(batch, "depth", 1, num_frames)),)
 
 
 def _depth_pairs(preds: dict, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +246,7 @@ def _point_inputs(x: torch.Tensor, batch: Batch, *, image_size, num_frames: int)
     query = _target(batch, "query_points", x).float()                 # (b, q, [t, y, x])
     xy = torch.stack([query[..., 2] / width, query[..., 1] / height], dim=-1)
     frames = _frames(batch, "target_points", 2, num_frames)
-    return resize_time(_features(x), frames), xy, query[..., 0].round().long()
+    return _resample(_features(x), batch, frames), xy, query[..., 0].round().long()
 
 
 def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
@@ -289,7 +307,7 @@ def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict,
 
 def _box_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int) -> tuple:
     boxes = _target(batch, "boxes", x).float()                        # (b, n, T, 4)
-    return resize_time(_features(x), _frames(batch, "boxes", 2, num_frames)), boxes[:, :, 0]
+    return _resample(_features(x), batch, _frames(batch, "boxes", 2, num_frames)), boxes[:, :, 0]
 
 
 def _box_targets(preds: dict, batch: Batch):

@@ -27,6 +27,15 @@ they are where probing code silently goes wrong:
   box_valid      bool (N, T) True where track n has a box in frame t.
 
 Pixel coordinates: x to the right, y down, the centre of the top-left pixel at (0.5, 0.5).
+
+Keys the probe engine adds (never a dataset):
+  feature_spans  float32 (t', 2) [start, stop) of the clip frames each feature frame covers
+                 (backbones/base.py frame_spans); task kinds resample time on it.
+  view           int64 ()  which cached augmented view of the example (feature cache only).
+
+A dataset whose items are drawn at random on each access (random crops, flips, temporal
+windows: the real readers' train splits) says so with `augments = True`; the feature cache
+then stores K views per example (Probe.cache_views) or refuses (probing/extract.py).
 """
 
 from __future__ import annotations

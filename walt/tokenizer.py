@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from walt.causal_conv import CausalConv3d, Downsample, FrameGroupNorm, ResBlock3d, Upsample
@@ -153,6 +154,20 @@ class Tokenizer(nn.Module):
         z = self.encode_raw(video)
         mean, std = self._stats(z)
         return (z - mean) / std
+
+    def encode_frames(self, video: Tensor) -> Tensor:
+        """video: (b, 3, T, H, W) in [-1, 1] -> normalised latents (b, z, T, h, w), each frame
+        encoded alone as an image (the causal encoder's first-frame path: 1 frame -> 1 latent
+        frame), so latent frame i depends on frame i only.
+
+        This is how I-WALT's pretraining data is tokenized (pretraining/data.py, LatentBank) and
+        how I-WALT is probed by default (backbones/walt.py, video_route='frames').
+        """
+        if video.ndim != 5:
+            raise ValueError(f"video must be (b, 3, T, H, W); got {tuple(video.shape)}")
+        frames = rearrange(video, "b c T H W -> (b T) c 1 H W")
+        z = self.encode(frames)                                        # ((b T), z, 1, h, w)
+        return rearrange(z, "(b T) z 1 h w -> b z T h w", b=video.shape[0])
 
     def decode_raw(self, z: Tensor) -> Tensor:
         """Unnormalised latents (b, z, t, h, w) -> video (b, 3, T, H, W), about [-1, 1]."""

@@ -89,6 +89,12 @@ class SkipLog:
 
     skipped: list[tuple[str, str]]
 
+    @property
+    def augments(self) -> bool:
+        """True when items are random per access. Every real reader draws its crops, flips and
+        temporal windows only in training mode (`self.train`); evaluation items are fixed."""
+        return bool(getattr(self, "train", False))
+
     def _skip(self, path: str | Path, reason: str) -> None:
         if not hasattr(self, "skipped"):
             self.skipped = []

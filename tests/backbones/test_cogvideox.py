@@ -69,6 +69,7 @@ def test_contract_and_features_equal_library_forward(backbone, pipeline_dir):
     for k in (0, 2, 3):
         assert feats[k].shape == (2, 3, 2, 2, 32) and feats[k].dtype == torch.float32
         torch.testing.assert_close(feats[k].flatten(1, 3), ref[k], rtol=1e-4, atol=1e-5)
+    assert backbone.feature_spans(9).tolist() == [[0, 1], [1, 5], [5, 9]]   # causal VAE, 4x
     # the noised latents are the scheduler's own add_noise of the VAE latents
     zt, _ = backbone.noised(backbone.latents(video), t, seeds)
     torch.testing.assert_close(zt, zt_ref, rtol=1e-5, atol=1e-6)
@@ -135,5 +136,6 @@ def test_cogvideox_1p5_layout_two_latent_frames_per_token(tmp_path):
     for k in (1, 3):
         assert feats[k].shape == (1, 2, 2, 2, 32)
         torch.testing.assert_close(feats[k].flatten(1, 3), ref[k], rtol=1e-4, atol=1e-5)
+    assert backbone.feature_spans(13).tolist() == [[0, 5], [5, 13]]  # 2 latents per token frame
     with pytest.raises(ClipShapeError, match=r"8k \+ 5 frames"):
         backbone.features(uint8_clip(1, 9, 32, 32), 10, [1])

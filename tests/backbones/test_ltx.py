@@ -71,6 +71,7 @@ def test_contract_and_features_equal_library_forward(backbone, pipeline_dir):
     for k in (0, 2, 3):   # 9 frames -> 3 latent frames; 32 px -> 2 latent px (16x VAE)
         assert feats[k].shape == (2, 3, 2, 2, 32) and feats[k].dtype == torch.float32
         torch.testing.assert_close(feats[k].flatten(1, 3), ref[k], rtol=1e-4, atol=1e-5)
+    assert backbone.feature_spans(9).tolist() == [[0, 1], [1, 5], [5, 9]]   # causal VAE, 4x
     zt, _ = backbone.noised(backbone.latents(video), t, seeds)
     torch.testing.assert_close(zt, zt_ref, rtol=1e-5, atol=1e-5)
 

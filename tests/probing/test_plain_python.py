@@ -32,7 +32,7 @@ task = motion_task(num_train=8, num_val=4, image_size=32, num_frames=5,
                    head_kwargs={"width": 32, "num_heads": 2})
 probe = Probe(backbone=backbone, task=task, block=2, timestep=100, steps=3, batch_size=4,
               eval_batch_size=4, log_every=4,
-              optimizer=functools.partial(paper_optimizer, lr=3e-4, warmup=1000, final_lr=1e-7,
+              optimizer=functools.partial(paper_optimizer, lr=3e-4, warmup=0, final_lr=1e-7,
                                           weight_decay=1e-4))
 result = run(probe, sys.argv[1], seed=0, device="cpu")
 print("RESULT " + json.dumps({"value": result.value, "status": result.status,

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from readouts import losses
-from readouts.optim import effective_warmup, paper_optimizer, warmup_cosine
+from readouts.optim import paper_optimizer, warmup_cosine
 
 
 def test_huber_distance_closed_form():
@@ -60,10 +60,9 @@ def test_schedule_matches_the_paper():
     assert warmup_cosine(20_500, **kw) == pytest.approx((3e-4 + 1e-7) / 2)
 
 
-def test_optimizer_defaults_and_short_run_warmup():
-    assert effective_warmup(40_000, 1000) == 1000 and effective_warmup(200, 1000) == 20
+def test_optimizer_defaults_and_warmup_taken_as_given():
     param = torch.nn.Parameter(torch.zeros(3))
-    optimizer, scheduler = paper_optimizer([param], steps=200)
+    optimizer, scheduler = paper_optimizer([param], steps=200, warmup=50)
     group = optimizer.param_groups[0]
     assert isinstance(optimizer, torch.optim.AdamW)
     assert group["weight_decay"] == 1e-4 and group["eps"] == 1e-8
@@ -72,7 +71,15 @@ def test_optimizer_defaults_and_short_run_warmup():
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         scheduler.step()
-    assert lrs[0] == 0.0 and lrs[20] == pytest.approx(3e-4) and lrs[10] == pytest.approx(1.5e-4)
+    # No cap: 50 warm-up steps stay 50 (a 10 % cap would have peaked at step 20).
+    assert lrs[0] == 0.0 and lrs[25] == pytest.approx(1.5e-4) and lrs[50] == pytest.approx(3e-4)
+    assert lrs[20] == pytest.approx(1.2e-4)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-7)
     with pytest.raises(ValueError, match="steps"):
         paper_optimizer([param], steps=0)
+
+
+@pytest.mark.parametrize("steps, warmup", [(200, 1000), (1000, 1000), (5, -1)])
+def test_optimizer_refuses_a_warmup_the_run_never_finishes(steps, warmup):
+    with pytest.raises(ValueError, match="PaperOptimizer.warmup"):
+        paper_optimizer([torch.nn.Parameter(torch.zeros(1))], steps=steps, warmup=warmup)
