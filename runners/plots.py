@@ -70,7 +70,7 @@ def _tick_style(n: int) -> dict:
 def artists_table(fig) -> pd.DataFrame:
     """What a figure draws, read back from its artists: one row per point.
 
-    Columns: axes (index), title, kind ('line' | 'bar' | 'errorbar'), label, x, y, err (half the
+    Columns: panel (the axes index), title, kind ('line' | 'bar' | 'errorbar'), label, x, y, err (half the
     error bar; NaN without one), tick (the x tick label nearest a bar or error-bar point).
     Error-bar containers are listed once ('errorbar'; their data line is not repeated); bars give
     their centre and height. Lines include reference lines (axhline: x in axes units 0 and 1).
@@ -109,7 +109,7 @@ def artists_table(fig) -> pd.DataFrame:
                 continue
             for x, y in zip(line.get_xdata(), line.get_ydata()):
                 rows.append((k, title, "line", line.get_label(), float(x), float(y), float("nan"), ""))
-    return pd.DataFrame(rows, columns=["axes", "title", "kind", "label", "x", "y", "err", "tick"])
+    return pd.DataFrame(rows, columns=["panel", "title", "kind", "label", "x", "y", "err", "tick"])
 
 
 def _save(fig, path: Path) -> str:

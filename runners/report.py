@@ -192,9 +192,11 @@ def _splits_lines(best: pd.DataFrame) -> list[str]:
 def _best_table(best: pd.DataFrame, baselines: Mapping[str, Mapping] | None) -> list[str]:
     """Per task: one row per model, the pixel floor among them, and the trivial predictor's row;
     each model against the floor and the trivial predictor (gain / loss / level)."""
+    trivial_col = baselines is not None
     lines = ["## Best cell per task", "",
-             "| task | model | block | t | WALT t | val (selects) | reported (split) | vs pixels | "
-             "vs trivial |", "|---|---|---|---|---|---|---|---|---|"]
+             "| task | model | block | t | WALT t | val (selects) | reported (split) | vs pixels |"
+             + (" vs trivial |" if trivial_col else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if trivial_col else "")]
     notes = []
     for task, g in best.groupby("task"):
         hib = bool(g.higher_is_better.iloc[0])
@@ -208,8 +210,8 @@ def _best_table(best: pd.DataFrame, baselines: Mapping[str, Mapping] | None) -> 
                 compare(r.value, r.spread, floor_row.value, floor_row.spread, hib)
             vs_trivial = "-" if record is None else compare(r.value, r.spread, record["value"], None, hib)
             lines.append(f"| {task} | {r.model} | {r.block} | {r.t} | {_fmt(r.walt_t)} | "
-                         f"{r.select_value:.4g} | {_reported(r)} {r.split_reported} | {vs_pixels} | "
-                         f"{vs_trivial} |")
+                         f"{r.select_value:.4g} | {_reported(r)} {r.split_reported} | {vs_pixels} |"
+                         + (f" {vs_trivial} |" if trivial_col else ""))
         if record is not None:
             split = record.get("split", "val")
             lines.append(f"| {task} | trivial predictor | - | - | - | - | {record['value']:.4g} "
