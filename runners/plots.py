@@ -70,8 +70,9 @@ def _tick_style(n: int) -> dict:
 def artists_table(fig) -> pd.DataFrame:
     """What a figure draws, read back from its artists: one row per point.
 
-    Columns: panel (the axes index), title, kind ('line' | 'bar' | 'errorbar'), label, x, y, err (half the
-    error bar; NaN without one), tick (the x tick label nearest a bar or error-bar point).
+    Columns: panel (the axes index), title, kind ('line' | 'bar' | 'errorbar' | 'cell'), label, x,
+    y, err (half the error bar; NaN without one), tick (the x tick label nearest a bar or
+    error-bar point; for a heatmap cell, its row's label: x is its column's label, y its value).
     Error-bar containers are listed once ('errorbar'; their data line is not repeated); bars give
     their centre and height. Lines include reference lines (axhline: x in axes units 0 and 1).
     """
@@ -104,6 +105,18 @@ def artists_table(fig) -> pd.DataFrame:
                     x = rect.get_x() + rect.get_width() / 2
                     rows.append((k, title, "bar", c.get_label(), x, rect.get_height(),
                                  float("nan"), tick(x)))
+        # Images (heatmaps): one row per finite cell, x = its column's tick label (t), y = the
+        # value, tick = its row's tick label (block).
+        xlabels = [t.get_text() for t in ax.get_xticklabels()]
+        ylabels = [t.get_text() for t in ax.get_yticklabels()]
+        for im in ax.images:
+            grid = np.ma.filled(np.ma.asarray(im.get_array(), dtype=float), np.nan)
+            if grid.ndim != 2 or len(xlabels) != grid.shape[1] or len(ylabels) != grid.shape[0]:
+                continue
+            for (r, c), v in np.ndenumerate(grid):
+                if np.isfinite(v):
+                    rows.append((k, title, "cell", "", float(xlabels[c]), float(v), float("nan"),
+                                 ylabels[r]))
         for line in ax.get_lines():
             if line in in_containers:
                 continue

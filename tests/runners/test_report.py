@@ -290,3 +290,20 @@ def test_scattered_cells_get_no_curves_or_heatmaps_and_the_notes_say_why(tmp_pat
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Fig. 5 not drawn (no two cells of one model share a block or a t): objects" in summary
     assert "heatmap not drawn (no block at two t and t at two blocks): objects I-WALT tiny, objects V-WALT tiny, tracks" in summary
+
+
+def test_a_failing_closing_report_never_fails_a_finished_sweep(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from runners import sweep
+    from runners.settings import Sweep
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the report")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    finished = [SimpleNamespace(metrics={"status": "ok", "metric": "top1", "value": 0.5},
+                                config={"gin": {"Probe.block": 1}}, error=None)]
+    assert sweep._summarize(finished, tmp_path, Sweep(report=True), 1.0) == 0
+    err = capsys.readouterr().err
+    assert "closing report failed (RuntimeError: a bug in the report)" in err and str(tmp_path) in err
