@@ -197,13 +197,17 @@ def fig1_relative_change(df: pd.DataFrame, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def _x_noise(df: pd.DataFrame) -> tuple[str, str]:
-    """The noise column Fig. 5 plots against: the shared 'walt_t' when every row with a t has it
-    (families then share an axis), else the native 't'; and its axis label."""
-    rows = df[df.t.notna()]
-    if len(rows) and rows.walt_t.notna().all():
-        return "walt_t", SHARED_T_LABEL
-    return "t", T_LABEL
+def _x_noise(df: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
+    """The table with the noise column Fig. 5 plots against, that column and its axis label.
+
+    The shared 'walt_t' (the WALT timestep of the same SNR) whenever a result carries one, so
+    families share an axis; a backbone without noise (an encoder: clean frames) sits at 0, the
+    clean end. Without any noise level (results of unknown schedule) the native 't'."""
+    if df.walt_t.notna().any():
+        clean = df.walt_t.isna() & df.t.notna()
+        return df.assign(walt_t=df.walt_t.where(~clean, 0.0)), "walt_t", \
+            SHARED_T_LABEL + ("; no-noise encoders at 0" if clean.any() else "")
+    return df, "t", T_LABEL
 
 
 def _cell_stats(cells: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -265,7 +269,7 @@ def fig5_curves(df: pd.DataFrame, task: str, path: Path, trivial=None) -> str | 
     split = reported_split(g)
     best = best_rows(g)
     models = [m for m in _models(g) if not g[g.model == m].family.isin(REFERENCE_FAMILIES).any()]
-    x_t, t_label = _x_noise(g[g.model.isin(models)])
+    g, x_t, t_label = _x_noise(g)
     one_depth = g[g.model.isin(models)].num_blocks.dropna().nunique() <= 1
     x_b = "block" if one_depth else "depth"
     fig, (ax_t, ax_b) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")

@@ -63,6 +63,10 @@ def study(tmp_path):
            variant="image", size="0.6B", num_blocks=28, block=18, t=100, walt_t=137.5)
     _write(exp, "latte", value=0.50, test=0.48, backbone="Latte", family="pixart-latte",
            variant="video", size="0.7B", num_blocks=28, block=18, t=100, walt_t=137.5)
+    # An encoder without noise (its result has no noise level): drawn at the clean end, WALT t 0.
+    for block, v in ((6, 0.56), (12, 0.58)):
+        _write(exp, f"dinov2-{block}", value=v, test=v - 0.1, backbone="DINOv2", family="dinov2",
+               variant="image", size="86M", num_blocks=12, block=block, t=0)
     # A task whose results predate the test split (schema 2: val only).
     for block, v in ((2, 0.3), (4, 0.2)):
         for t in (0, 200):
@@ -79,7 +83,7 @@ def test_report_selects_on_val_reports_test_and_lists_the_unreadable_file(study,
     assert cli.main(["report", str(study), "--out", str(out)]) == 0
     assert "1 unreadable" in capsys.readouterr().out
     df = pd.read_csv(out / "results.csv")
-    assert len(df) == 16 + 2 + 2 + 4 + 1 and (df.status == "unreadable").sum() == 1
+    assert len(df) == 16 + 2 + 2 + 2 + 4 + 1 and (df.status == "unreadable").sum() == 1
     row = df[df.trial == "image-4-0-s1"].iloc[0]
     assert (row.value, row.test_value, row.split) == (0.62, 0.54, "val")
     assert df[df.task == "depth"].test_value.isna().all()
@@ -112,6 +116,7 @@ def test_report_selects_on_val_reports_test_and_lists_the_unreadable_file(study,
     assert list(i_line.x) == [0.0, 200.0] and list(i_line.y) == pytest.approx([0.52, 0.45])
     assert list(i_line.err) == pytest.approx([SEED_STD, 0.0], abs=1e-12)
     assert list(noise[noise.label.str.startswith("PixArt-alpha")].x) == [137.5]
+    assert list(noise[noise.label == "DINOv2 (block = 12)"].x) == [0.0]
     floor = noise[noise.label.str.startswith("pixel floor")]
     assert len(floor) and list(floor.y) == pytest.approx([0.36] * len(floor))
     # Fig. 1: one bar per pair and task, whiskers = the larger arm's spread over |image arm|.
@@ -135,6 +140,6 @@ def test_fig7_takes_the_reference_the_user_names(study, tmp_path):
     fig7 = pd.read_csv(out / "fig7_relative_to_PixArt-alpha.csv").query("kind == 'errorbar'")
     assert fig7.set_index("label").y["Latte"] == pytest.approx(100 + (0.48 - 0.45) / 0.45 * 100)
     assert "| motion | I-WALT small |" in (out / "summary.md").read_text()
-    assert cli.main(["report", str(study), "--out", str(tmp_path / "o2"), "--reference", "DINOv2"]) == 0
-    assert "Fig. 7 not drawn: no finished trial of the reference model 'DINOv2'" in \
+    assert cli.main(["report", str(study), "--out", str(tmp_path / "o2"), "--reference", "SigLIP"]) == 0
+    assert "Fig. 7 not drawn: no finished trial of the reference model 'SigLIP'" in \
         (tmp_path / "o2" / "summary.md").read_text()
