@@ -39,13 +39,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from runners.tables import (CEILING_FAMILIES, FLOOR_FAMILIES, REFERENCE_FAMILIES,  # noqa: E402
-                            arm_pairs, baseline_for, beats_trivial, best_rows, compare,
+                            SIZE_ORDER, arm_pairs, baseline_for, beats_trivial, best_rows, compare,
                             model_sort_key, relative_change, reported_split)
 
 DPI = 130
 COLORS = {"I-WALT": "#1f77b4", "V-WALT": "#d62728"}
 T_LABEL = "noise timestep t (0 = clean input, 999 = pure noise)"
-SHARED_T_LABEL = "WALT-equivalent t (same SNR; 0 = clean input, 999 = pure noise)"
+SHARED_T_LABEL = "WALT-equivalent t (same SNR; 0 = clean, 999 = pure noise)"
 DEFAULT_REFERENCE = "I-WALT"
 
 
@@ -53,9 +53,13 @@ def _direction(hib: bool) -> str:
     return "higher is better" if hib else "lower is better"
 
 
+# Other models take tab10 without the two WALT colours, so no model is drawn in I- or V-WALT's.
+_OTHER_COLORS = [plt.cm.tab10(k) for k in range(10) if k not in (0, 3)]
+
+
 def _color(model: str, i: int) -> str:
     family = str(model).split(" ")[0]
-    return COLORS.get(family) or plt.cm.tab10(i % 10)
+    return COLORS.get(family) or _OTHER_COLORS[i % len(_OTHER_COLORS)]
 
 
 def _models(df: pd.DataFrame) -> list[str]:
@@ -173,26 +177,32 @@ def fig1_relative_change(df: pd.DataFrame, path: Path) -> str | None:
     tasks = sorted({b[0] for b in bars}) + failed_tasks
     width = 0.8 / len(labels)
     fig, ax = plt.subplots(figsize=(max(7, 1.2 * len(tasks) + 3), 4.4), layout="constrained")
+    handles = []
     for j, label in enumerate(labels):
         mine = [b for b in bars if b[1] == label]
         xs = [tasks.index(b[0]) + (j - (len(labels) - 1) / 2) * width for b in mine]
         ys, errs = [b[2] for b in mine], [b[3] for b in mine]
-        colors = ["0.6" if b[4] == "level" else ("#2ca02c" if b[2] >= 0 else "#9467bd") for b in mine]
-        rects = ax.bar(xs, ys, width=width * 0.9, label=label, color=colors)
+        color = "#2ca02c" if len(labels) == 1 else _OTHER_COLORS[j % len(_OTHER_COLORS)]
+        rects = ax.bar(xs, ys, width=width * 0.9, label=label, color=color)
+        for rect, b in zip(rects, mine):
+            if b[4] == "level":  # within the seed spread: hatched and pale, never a gain
+                rect.set_alpha(0.45)
+                rect.set_hatch("//")
         ax.errorbar(xs, ys, yerr=errs, fmt="none", ecolor="black", capsize=3, lw=1,
                     label=f"{label}: seed spread")
         ax.bar_label(rects, labels=[f"{b[2]:+.1f}%" + (" level" if b[4] == "level" else "") for b in mine],
                      padding=3, fontsize=8)
+        handles.append(rects)
     for task in failed_tasks:
         ax.text(tasks.index(task), 0, "failed", ha="center", va="bottom", color="red", fontsize=9)
     ax.axhline(0, color="black", lw=0.8)
     ax.set_xticks(range(len(tasks)), [_task_label(df, t) for t in tasks],
                   **_tick_style(len(tasks)))
     ax.set_ylabel("relative change, video arm vs image arm (%)\n(> 0: video model better)")
-    ax.set_title("Video vs image diffusion features per task (Fig. 1)\n"
-                 "cell selected on val, reported on test; whiskers: readout-seed spread; grey: level")
-    if len(labels) > 1 or labels != [labels[0]]:
-        ax.legend(title="pair", fontsize=8)
+    ax.set_title("Video vs image diffusion features per task (Fig. 1)\ncell selected on val, "
+                 "reported on test; whiskers: readout-seed spread\nhatched: level (within the spread)",
+                 fontsize=10)
+    ax.legend(handles=handles, title="pair (WALT: size)", fontsize=8)
     ax.margins(y=0.2)
     return _save(fig, path)
 
@@ -206,7 +216,7 @@ def _x_noise(df: pd.DataFrame) -> tuple[pd.DataFrame, str, str]:
     if df.walt_t.notna().any():
         clean = df.walt_t.isna() & df.t.notna()
         return df.assign(walt_t=df.walt_t.where(~clean, 0.0)), "walt_t", \
-            SHARED_T_LABEL + ("; no-noise encoders at 0" if clean.any() else "")
+            SHARED_T_LABEL + ("\nencoders without noise at 0" if clean.any() else "")
     return df, "t", T_LABEL
 
 
@@ -383,10 +393,11 @@ def fig7_relative(df: pd.DataFrame, path: Path,
                 errs.append(_relative_spread(b.iloc[0], m.iloc[0]))
         if xs:
             family = best[best.model == model].family.iloc[0]
-            size = str(model).split(" ")[-1]
-            ms = 6 + 3 * (model_sort_key(model)[0] if size else 0)
+            # WALT sizes grow the marker (the size table's order); other families keep one size.
+            rank = model_sort_key(model)[0]
+            ms = 6 + 2 * rank if family == "walt" and rank < len(SIZE_ORDER) else 7
             marker = "s" if family in FLOOR_FAMILIES else ("*" if family in CEILING_FAMILIES else "o")
-            ax.errorbar(xs, ys, yerr=errs, fmt=marker, ms=min(ms, 14), capsize=3,
+            ax.errorbar(xs, ys, yerr=errs, fmt=marker, ms=ms, capsize=3,
                         color=_color(model, i), label=model)
     failed = df[~df.status.isin(["ok", "unreadable"])]
     for k, task in enumerate(tasks):
@@ -397,7 +408,9 @@ def fig7_relative(df: pd.DataFrame, path: Path,
                   **_tick_style(len(tasks)))
     ax.set_ylabel(f"performance relative to {base} (%)\n(> 100: better; lower-is-better metrics inverted)")
     ax.set_title(f"Every model against {base} (Fig. 7)\ncell selected on val, reported on test where "
-                 f"present; whiskers: readout-seed spread; square: pixel floor")
+                 f"present\nwhiskers: readout-seed spread; square: pixel floor; star: oracle; "
+                 f"larger marker: larger WALT", fontsize=10)
+    ax.set_xlim(-0.6, len(tasks) - 0.4)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path), base

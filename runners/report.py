@@ -283,7 +283,9 @@ def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes:
     if len(unreadable):
         lines += ["## Unreadable result files", "",
                   "Left out of every table and figure; the rest of the report is complete.", ""]
-        lines += [f"- `{Path(r.run_dir) / 'metrics.json'}`: {r.error}" for _, r in unreadable.iterrows()]
+        for _, r in unreadable.iterrows():
+            path = str(Path(r.run_dir) / "metrics.json")
+            lines.append(f"- `{path}`: {str(r.error).replace(path + ': ', '', 1)}")
         lines.append("")
     failed = df[(df.status != "ok") & (df.status != UNREADABLE)]
     if len(failed):
