@@ -210,7 +210,8 @@ class ProbeResult:
         data = {k: m.get(k) for k in fields if k in m}
         metrics = m.get("metrics") or {}
         data.update(status=status, t=t, noise=noise, family="walt" if m.get("backbone") else None,
-                    split="val", split_metrics={"val": metrics} if metrics else {}, noise_seed=m.get("noise_seed", 0), code=m.get("code", ""),
+                    split="val", split_metrics={"val": metrics} if metrics else {},
+                    noise_seed=m.get("noise_seed", 0), code=m.get("code", ""),
                     metrics=m.get("metrics") or {}, bindings=list(m.get("bindings") or []),
                     output_dir=m.get("output_dir") or str(Path(source).parent),
                     schema_version=SCHEMA_VERSION)
@@ -238,7 +239,8 @@ def failed(err: BaseException | str, output_dir: str | Path, traceback: str | No
     (e.g. block_spec and t from the trial's bindings), every other field None."""
     msg = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     data = {f.name: None for f in dataclasses.fields(ProbeResult)}
-    data.update(status=STATUS_FAILED, error=msg, metrics={}, split="val", split_metrics={}, code=code_fingerprint(),
+    data.update(status=STATUS_FAILED, error=msg, metrics={}, split="val", split_metrics={},
+                code=code_fingerprint(),
                 output_dir=str(output_dir), bindings=list(bindings), traceback=traceback,
                 schema_version=SCHEMA_VERSION)
     data.update(known)
@@ -272,7 +274,8 @@ _TYPES = {"status": "str", "error": "str|None", "task": "str|None", "metric": "s
           "higher_is_better": "bool|None", "value": "number|None", "metrics": "dict",
           "backbone": "str|None", "family": "str|None", "variant": "str|None", "size": "str|None",
           "fingerprint": "str|None", "num_blocks": "int|None", "block": "int|None",
-          "depth": "number|None", "t": "int|None", "noise": "dict|None", "split": "str", "split_metrics": "dict",
+          "depth": "number|None", "t": "int|None", "noise": "dict|None", "split": "str",
+          "split_metrics": "dict",
           "seed": "int|None", "noise_seed": "int|None", "steps": "int|None",
           "final_loss": "number|None", "head_params": "int|None", "feature_source": "str|None",
           "backbone_batches": "int|None", "compile_head": "str|None", "wall_s": "number|None",
