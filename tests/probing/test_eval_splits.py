@@ -8,7 +8,17 @@ import pytest
 
 from probing.probe import ConfigError, Probe, run
 from probing.result import ProbeResult, ResultError
-from tests.probing.test_result import _ok
+
+
+def _ok(tmp_path, **over) -> ProbeResult:
+    fields = dict(status="ok", error=None, task="synthetic_motion", metric="top1",
+                  higher_is_better=True, value=0.25, metrics={"top1": 0.25}, backbone="V-WALT-d256-L8",
+                  family="walt", variant="video", size="small", fingerprint="abc", num_blocks=8,
+                  block=4, block_spec=0.5, depth=0.5, t=0, noise=None, split="val", seed=1,
+                  noise_seed=0, steps=60, final_loss=2.3, head_params=1234, feature_source="cache",
+                  backbone_batches=0, compile_head=None, wall_s=1.5, extract_s=0.0, readout_s=1.2,
+                  code="c0de", output_dir=str(tmp_path), bindings=[])
+    return ProbeResult(**{**fields, **over})
 
 
 def test_a_schema_2_result_reads_with_its_metrics_as_its_one_split(tmp_path):
