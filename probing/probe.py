@@ -94,6 +94,7 @@ class Probe:
     log_every: int = 50
     feature_residence: str = "auto"
     compile_head: str | None = None
+    eval_splits: Sequence[str] = ("val", "test")
     optimizer: Any = None
 
     def validate(self) -> "Probe":
@@ -126,6 +127,10 @@ def check(probe: Probe) -> Probe:
                                           or int(probe.cache_views) < 1):
         raise ConfigError(f"Probe.cache_views = {probe.cache_views!r}; use an int K >= 1 (views "
                           f"cached per example of an augmenting split) or None")
+    if not probe.eval_splits or "train" in probe.eval_splits or \
+            len(set(probe.eval_splits)) != len(probe.eval_splits):
+        raise ConfigError(f"Probe.eval_splits = {tuple(probe.eval_splits)!r}; give distinct "
+                          f"held-out splits, the selection split first, e.g. ('val', 'test')")
     if probe.compile_head not in COMPILE_MODES:
         raise ConfigError(f"Probe.compile_head = {probe.compile_head!r}; use None (eager) or one of "
                           f"{COMPILE_MODES[1:]}")
@@ -187,9 +192,13 @@ class FeatureSource:
         self.residence: dict[str, str] = {}
         self.backbone_batches = 0
         self.created: list = []  # entries this source extracted (their manifests hold the time)
+        # The held-out splits this task has; the first requested one (selection) must exist.
+        self.eval_splits = [s for s in probe.eval_splits if s in self.task.datasets]
+        if probe.eval_splits[0] not in self.eval_splits:
+            self.task.split(probe.eval_splits[0])  # the KeyError names the splits that exist
         if probe.use_cache:
             blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
-            for split in ("train", "val"):
+            for split in ("train", *self.eval_splits):
                 entry, created = extract.ensure_probe_entry(probe, split, blocks)
                 self.entries[split] = entry
                 if created:
@@ -323,12 +332,12 @@ def fit_readout(probe: Probe, head, source: FeatureSource, device, tb=None,
     return STATUS_OK, None, last
 
 
-def evaluate(probe: Probe, head, source: FeatureSource, device) -> dict[str, float]:
-    """The task's metrics of `head` on the val split: {name: value} from the task's accumulator."""
+def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "val") -> dict[str, float]:
+    """The task's metrics of `head` on `split`: {name: value} from the task's accumulator."""
     acc = probe.task.new_accumulator()
     head.eval()
     with torch.no_grad():
-        for feats, batch in source.epoch("val", probe.eval_batch_size, train=False):
+        for feats, batch in source.epoch(split, probe.eval_batch_size, train=False):
             batch = _to(batch, device)
             acc.update(head(*probe.task.head_inputs(feats.to(device), batch)), batch)
     return {k: float(v) for k, v in acc.result().items()}
@@ -387,7 +396,11 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
     t_train = time.perf_counter()
     model = compiled(head, probe.compile_head)
     status, error, last_loss = fit_readout(probe, model, source, device, tb)
-    results = evaluate(probe, model, source, device) if status == STATUS_OK else {}
+    # One trained head, every held-out split the task has: the first selects, the rest report.
+    per_split = {split: evaluate(probe, model, source, device, split) for split in source.eval_splits} \
+        if status == STATUS_OK else {}
+    selection = probe.eval_splits[0]
+    results = per_split.get(selection, {})
     _sync(device)
     readout_s = time.perf_counter() - t_train
     if status == STATUS_OK and task.metric not in results:
@@ -402,7 +415,8 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
         higher_is_better=bool(task.higher_is_better), metrics=results, **info,
         block=block, block_spec=probe.block, depth=block / max(info["num_blocks"], 1),
         t=int(probe.timestep), noise=level.to_dict() if level is not None else None,
-        split="val", seed=int(seed), noise_seed=int(probe.noise_seed), steps=probe.steps,
+        split=selection, split_metrics=per_split, seed=int(seed), noise_seed=int(probe.noise_seed),
+        steps=probe.steps,
         final_loss=last_loss, feature_source=source.kind, backbone_batches=source.backbone_batches,
         compile_head=probe.compile_head, head_params=sum(p.numel() for p in head.parameters()),
         wall_s=round(time.time() - t0, 3),
@@ -411,8 +425,9 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
         bindings=list(bindings))
     if on_finish is not None:
         on_finish(out, tb)
-    for k, v in results.items():
-        tb.add_scalar(f"eval/{k}", v, probe.steps)
+    for split, split_results in per_split.items():
+        for k, v in split_results.items():
+            tb.add_scalar(f"eval/{k}" if split == selection else f"eval_{split}/{k}", v, probe.steps)
     tb.close()
     result.write(out)
     print(result.one_line(), flush=True)

@@ -9,7 +9,9 @@ Schema history:
   1  (no `schema_version` key) the engine's 27-key dict before the redesign. Read explicitly by
      `ProbeResult.from_v1`: every v1 result came from WALT (the only backbone family then), so
      family = 'walt', and its noise level is the WALT schedule's at the recorded timestep.
-  2  this dataclass.
+  2  the dataclass without `split_metrics`. Read by `from_dict`: split_metrics = {split: metrics}
+     (v2 evaluated one split).
+  3  this dataclass: `split_metrics` holds every held-out split the head was evaluated on.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any, Sequence
 
 from walt.checkpoint import write_text_atomic
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 STATUS_OK, STATUS_DIVERGED, STATUS_FAILED = "ok", "diverged", "failed"
 STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_FAILED)
 FILENAME = "metrics.json"
@@ -50,7 +53,10 @@ class ProbeResult:
     t: the noise level as given, in the backbone's native units (WALT: timestep index).
     noise: {'native', 'log_snr', 'walt_t'} (backbones.base.NoiseLevel) or None for backbones
       without noise. log_snr may be +-inf (written as the JSON strings 'inf' / '-inf').
-    split: the split `value` is measured on ('val').
+    split: the split `value` and `metrics` are measured on: the selection split ('val').
+    split_metrics: {split: {metric name: value}} for every held-out split the one trained head was
+      evaluated on (Probe.eval_splits the task has), the selection split included; a sweep selects
+      on `split` and the report reports 'test' from here. {} unless ok.
     seed: the readout's seed (head init, batch order); noise_seed: the fixed-noise offset.
     steps, final_loss, head_params: readout training length, last finite loss, head size.
     feature_source: 'cache' | 'on-the-fly'; backbone_batches: backbone passes this run paid.
@@ -95,6 +101,7 @@ class ProbeResult:
     output_dir: str
     bindings: list = dataclasses.field(default_factory=list)
     traceback: str | None = None
+    split_metrics: dict = dataclasses.field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     # ---- validation -------------------------------------------------------------------------
@@ -113,6 +120,15 @@ class ProbeResult:
             raise ResultError("an 'ok' result needs a value")
         if self.status != STATUS_OK and not self.error:
             raise ResultError(f"a '{self.status}' result needs an error message")
+
+    def value_on(self, split: str) -> float | None:
+        """The headline metric on `split` (None when not ok or the split was not evaluated)."""
+        if self.status != STATUS_OK:
+            return None
+        if split == self.split and not self.split_metrics:
+            return self.value
+        value = self.split_metrics.get(split, {}).get(self.metric)
+        return None if value is None else float(value)
 
     # ---- JSON ---------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -149,9 +165,13 @@ class ProbeResult:
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "ProbeResult":
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ResultError(f"{source}: schema_version {version!r}; this code reads "
-                              f"{SCHEMA_VERSION} (and v1 files without the key)")
+                              f"{READABLE_VERSIONS} (and v1 files without the key)")
+        if version == 2:  # v2 evaluated one split: its metrics are that split's
+            metrics = data.get("metrics") if isinstance(data.get("metrics"), dict) else {}
+            data = {**data, "schema_version": SCHEMA_VERSION,
+                    "split_metrics": {data.get("split", "val"): metrics} if metrics else {}}
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:  # every field is written, so an absent one is an error
@@ -188,8 +208,10 @@ class ProbeResult:
             noise = {"native": float(t), "log_snr": log_snr_from_abar(abar), "walt_t": float(t)}
         fields = {f.name for f in dataclasses.fields(cls)}
         data = {k: m.get(k) for k in fields if k in m}
+        metrics = m.get("metrics") or {}
         data.update(status=status, t=t, noise=noise, family="walt" if m.get("backbone") else None,
-                    split="val", noise_seed=m.get("noise_seed", 0), code=m.get("code", ""),
+                    split="val", split_metrics={"val": metrics} if metrics else {},
+                    noise_seed=m.get("noise_seed", 0), code=m.get("code", ""),
                     metrics=m.get("metrics") or {}, bindings=list(m.get("bindings") or []),
                     output_dir=m.get("output_dir") or str(Path(source).parent),
                     schema_version=SCHEMA_VERSION)
@@ -217,7 +239,8 @@ def failed(err: BaseException | str, output_dir: str | Path, traceback: str | No
     (e.g. block_spec and t from the trial's bindings), every other field None."""
     msg = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
     data = {f.name: None for f in dataclasses.fields(ProbeResult)}
-    data.update(status=STATUS_FAILED, error=msg, metrics={}, split="val", code=code_fingerprint(),
+    data.update(status=STATUS_FAILED, error=msg, metrics={}, split="val", split_metrics={},
+                code=code_fingerprint(),
                 output_dir=str(output_dir), bindings=list(bindings), traceback=traceback,
                 schema_version=SCHEMA_VERSION)
     data.update(known)
@@ -252,6 +275,7 @@ _TYPES = {"status": "str", "error": "str|None", "task": "str|None", "metric": "s
           "backbone": "str|None", "family": "str|None", "variant": "str|None", "size": "str|None",
           "fingerprint": "str|None", "num_blocks": "int|None", "block": "int|None",
           "depth": "number|None", "t": "int|None", "noise": "dict|None", "split": "str",
+          "split_metrics": "dict",
           "seed": "int|None", "noise_seed": "int|None", "steps": "int|None",
           "final_loss": "number|None", "head_params": "int|None", "feature_source": "str|None",
           "backbone_batches": "int|None", "compile_head": "str|None", "wall_s": "number|None",

@@ -7,13 +7,23 @@ Collects every trial under the given folders (sweep experiments and single `prob
 
 CSV columns (one row per trial): experiment, trial, backbone, model, variant, size, task, block,
 block_spec, num_blocks, depth, t, metric, value, higher_is_better, status, error, wall_s,
-feature_source, run_dir, bindings, family, log_snr, walt_t, seed, split. `value` is empty unless
-status == 'ok'. A trial without a result ('incomplete', or failed at the Ray level) shows only
-what its own bindings say, never values taken from sibling trials.
+feature_source, run_dir, bindings, family, log_snr, walt_t, seed, split, test_value. `value` is
+the headline on `split` (the selection split, 'val'), `test_value` on 'test' (empty when the task
+has no test split or the result predates schema 3); both are empty unless status == 'ok'. A trial
+without a result ('incomplete', or failed at the Ray level) shows only what its own bindings say,
+never values taken from sibling trials. A metrics.json that cannot be read is a row of status
+'unreadable' whose error names the file; the report goes on and summary.md lists it.
 
-Plots (runners/plots.py): Fig. 1 relative change V-WALT vs I-WALT per task; Fig. 5 metric vs t
-and vs block per task (I and V overlaid); a block x timestep heatmap per task and model with the
-best cell marked; Fig. 7 every model relative to I-WALT. Failed trials are drawn as failed.
+Selection and reporting (issue 17, section 2): the best cell of each task and model is picked
+on the selection split ('val', mean over readout seeds) and reported on 'test' at that cell;
+a task without test values is reported on 'val' and summary.md says so. A difference no larger
+than the readout-seed spread is called 'level' (runners/tables.compare).
+
+Plots (runners/plots.py): Fig. 1 relative change of the video arm vs the image arm per task and
+pair; Fig. 5 metric vs the WALT-equivalent t and vs block per task (every model overlaid, the
+pixel floor as a line); a block x timestep heatmap per task and model with the best cell marked;
+Fig. 7 every model relative to the reference model (`--reference`, default I-WALT). Failed trials
+are drawn as failed. Beside every PNG a CSV holds what its artists draw (plots.artists_table).
 
 With `--baselines DIR` (the <task>.json files of `walt-probe baseline`), summary.md gains a
 'trivial' column and says per task and model whether the best probe beats the trivial
@@ -31,8 +41,9 @@ import pandas as pd
 from probing.result import ProbeResult, ResultError
 from runners import plots
 from runners.bindings import parse_bindings, to_bindings, trial_key
-from runners.tables import (SIZE_ORDER, BaselineFileError, baseline_for, beats_trivial,  # noqa: F401
-                            best_rows, load_baselines, model_label, model_sort_key, relative_change)
+from runners.tables import (FLOOR_FAMILIES, SIZE_ORDER, BaselineFileError, arm_pairs,  # noqa: F401
+                            baseline_for, beats_trivial, best_rows, compare, load_baselines,
+                            model_label, model_sort_key, relative_change)
 from walt.checkpoint import write_text_atomic
 
 USES_GIN = False
@@ -40,7 +51,8 @@ USES_GIN = False
 COLUMNS = ["experiment", "trial", "backbone", "model", "variant", "size", "task", "block", "block_spec",
            "num_blocks", "depth", "t", "metric", "value", "higher_is_better", "status", "error",
            "wall_s", "feature_source", "run_dir", "bindings", "family", "log_snr", "walt_t", "seed",
-           "split"]
+           "split", "test_value"]
+UNREADABLE = "unreadable"
 # Bindings that name a row's fields, for trials that never wrote a result (their own bindings).
 FIELD_BINDINGS = {"block_spec": "Probe.block", "t": "Probe.timestep", "variant": "Backbone.variant",
                   "size": "Backbone.size"}
@@ -63,6 +75,7 @@ def _row(run_dir: Path, experiment: str, bindings: Mapping, r: ProbeResult | Non
             row["log_snr"], row["walt_t"] = r.noise["log_snr"], r.noise["walt_t"]
         if r.status == "ok":
             row["value"] = r.value
+            row["test_value"] = r.value_on("test")
     for field, key in FIELD_BINDINGS.items():
         if row.get(field) is None and key in bindings:
             row[field] = bindings[key]
@@ -78,19 +91,34 @@ def _sweep_base(exp: Path) -> dict | None:
     return json.loads(sig.read_text())["gin"] if sig.is_file() else None
 
 
+def _own_bindings(run_dir: Path) -> dict:
+    """The trial's own bindings from its trial.json ({} when absent or unreadable)."""
+    try:
+        return parse_bindings(json.loads((run_dir / "trial.json").read_text())["bindings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def _collect_dir(root: Path) -> list[dict]:
     rows, seen = [], set()
     experiment = root.name
     for path in sorted(root.rglob("metrics.json")):
         run_dir = path.parent
-        r = ProbeResult.read(path)  # ResultError names the file and the field
-        rows.append(_row(run_dir, experiment, parse_bindings(r.bindings), r))
         seen.add(run_dir.resolve())
+        try:
+            r = ProbeResult.read(path)  # ResultError names the file and the field
+        except (ResultError, OSError, UnicodeDecodeError) as err:
+            # One bad file must not hide every other result: it becomes a row that says so.
+            msg = str(err) if str(path) in str(err) else f"{path}: {err}"
+            rows.append(_row(run_dir, experiment, _own_bindings(run_dir), status=UNREADABLE,
+                             error=f"{msg} (rerun this trial, or delete the file)"))
+            continue
+        rows.append(_row(run_dir, experiment, parse_bindings(r.bindings), r))
     # Trials that started but never finished (the sweep was stopped and not resumed).
     for trial in sorted(root.rglob("trial.json")):
         if trial.parent.resolve() in seen:
             continue
-        bindings = parse_bindings(json.loads(trial.read_text())["bindings"])
+        bindings = _own_bindings(trial.parent)
         rows.append(_row(trial.parent, experiment, bindings, status="incomplete",
                          error="the trial did not finish (rerun the sweep command to resume it)"))
         seen.add(trial.parent.resolve())
@@ -123,13 +151,77 @@ def collect(dirs: Sequence[str | Path]) -> pd.DataFrame:
     if df.empty:
         return df
     df = df.astype(object).where(df.notna(), None)
-    df["model"] = [model_label(v, s, b, f or "walt") for v, s, b, f in
-                   zip(df.variant, df["size"], df.backbone, df.family)]
+    df["model"] = [None if st == UNREADABLE and b is None and v is None else
+                   model_label(v, s, b, f or "walt") for v, s, b, f, st in
+                   zip(df.variant, df["size"], df.backbone, df.family, df.status)]
     for c in ("block", "t", "num_blocks"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
-    for c in ("value", "depth", "log_snr", "walt_t"):
+    for c in ("value", "test_value", "depth", "log_snr", "walt_t"):
         df[c] = pd.to_numeric(df[c], errors="coerce")
     return df.sort_values(["task", "model", "block", "t"], na_position="last").reset_index(drop=True)
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or pd.isna(value) else f"{value:.4g}"
+
+
+def _reported(r) -> str:
+    """'0.8123 ± 0.012 (3 seeds)': the reported mean, its seed spread and the seed count."""
+    spread = "" if pd.isna(r.spread) else f" ± {r.spread:.2g}"
+    return f"{r.value:.4g}{spread} ({r.n_seeds} seed{'s' if r.n_seeds != 1 else ''})"
+
+
+def _splits_lines(best: pd.DataFrame) -> list[str]:
+    """Which split selected the cells and which is reported, per task, with every fallback."""
+    lines = ["## Selection and reporting", "",
+             "The best (block, t) cell of each task and model is **selected on `val`** (mean over "
+             "readout seeds) and **reported on `test`** at that cell (mean ± standard deviation over "
+             "readout seeds). A difference no larger than that spread is called **level**, never a "
+             "gain.", ""]
+    for task, g in best.groupby("task"):
+        if g.split_reported.iloc[0] == "test":
+            lines.append(f"- {task}: selected on val, reported on test")
+        else:
+            lines.append(f"- {task}: selected on val, reported on **val** (fallback: not every "
+                         f"finished trial has a test value: the task has no test split, or its "
+                         f"results predate schema 3); these numbers chose their own cells and are "
+                         f"optimistic")
+    return lines + [""]
+
+
+def _best_table(best: pd.DataFrame, baselines: Mapping[str, Mapping] | None) -> list[str]:
+    """Per task: one row per model, the pixel floor among them, and the trivial predictor's row;
+    each model against the floor and the trivial predictor (gain / loss / level)."""
+    trivial_col = baselines is not None
+    lines = ["## Best cell per task", "",
+             "| task | model | block | t | WALT t | val (selects) | reported (split) | vs pixels |"
+             + (" vs trivial |" if trivial_col else ""),
+             "|---|---|---|---|---|---|---|---|" + ("---|" if trivial_col else "")]
+    notes = []
+    for task, g in best.groupby("task"):
+        hib = bool(g.higher_is_better.iloc[0])
+        metric = g.metric.iloc[0]
+        floor = g[g.family.isin(FLOOR_FAMILIES)]
+        floor_row = floor.loc[floor.value.idxmax() if hib else floor.value.idxmin()] if len(floor) else None
+        record = baseline_for(baselines, task, metric) if baselines is not None else None
+        for _, r in sorted(g.iterrows(), key=lambda ir: (ir[1].family in FLOOR_FAMILIES,
+                                                         model_sort_key(ir[1].model))):
+            vs_pixels = "-" if floor_row is None or r.family in FLOOR_FAMILIES else \
+                compare(r.value, r.spread, floor_row.value, floor_row.spread, hib)
+            vs_trivial = "-" if record is None else compare(r.value, r.spread, record["value"], None, hib)
+            lines.append(f"| {task} | {r.model} | {r.block} | {r.t} | {_fmt(r.walt_t)} | "
+                         f"{r.select_value:.4g} | {_reported(r)} {r.split_reported} | {vs_pixels} |"
+                         + (f" {vs_trivial} |" if trivial_col else ""))
+        if record is not None:
+            split = record.get("split", "val")
+            lines.append(f"| {task} | trivial predictor | - | - | - | - | {record['value']:.4g} "
+                         f"{split} | - | - |")
+        direction = "higher" if hib else "lower"
+        notes.append(f"- {task}: {metric} ({direction} is better)")
+        if floor_row is None:
+            notes.append(f"- {task}: no `pixels` result: the floor is missing (probe it with the "
+                         f"pixels backbone)")
+    return lines + [""] + notes + [""]
 
 
 def _trivial_lines(best: pd.DataFrame, baselines: Mapping[str, Mapping]) -> list[str]:
@@ -148,13 +240,15 @@ def _trivial_lines(best: pd.DataFrame, baselines: Mapping[str, Mapping]) -> list
         for _, r in sorted(g.iterrows(), key=lambda ir: model_sort_key(ir[1].model)):
             verdict = beats_trivial(r.value, trivial, hib)
             margin = "" if verdict == "n/a" else f" ({r.value - trivial:+.4g})"
-            rows.append(f"| {task} | {r.model} | {r.value:.4g} | {trivial:.4g} | {verdict}{margin} |")
+            rows.append(f"| {task} | {r.model} | {r.value:.4g} | {trivial:.4g} | {verdict}{margin} | "
+                        f"{compare(r.value, r.spread, trivial, None, hib)} |")
     lines = ["## Best probe vs the trivial predictor", "",
              "Does the best cell beat the input-free predictor of `walt-probe baseline` (fitted on "
-             "train, scored on val with the probes' metric code)?", ""]
+             "train, scored with the probes' metric code on the split the baseline file names, "
+             "val when it names none)?", ""]
     if rows:
-        lines += ["| task | model | best probe | trivial | beats trivial? (difference) |",
-                  "|---|---|---|---|---|", *rows, ""]
+        lines += ["| task | model | best probe | trivial | beats trivial? (difference) | beyond the seed spread? |",
+                  "|---|---|---|---|---|---|", *rows, ""]
         lines += [f"- {t}: {r['predictor']} (train {r.get('num_train', '?')}, val "
                   f"{r.get('num_val', '?')} items)" for t, r in used.items()]
     lines += [f"- {s}" for s in skipped]
@@ -163,44 +257,37 @@ def _trivial_lines(best: pd.DataFrame, baselines: Mapping[str, Mapping]) -> list
 
 def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes: Sequence[str],
                      baselines: Mapping[str, Mapping] | None = None) -> str:
-    """summary.md: best value per task and model, V vs I, the trivial predictor (when given),
-    failures, the figures."""
+    """summary.md: which split selected and which reported; the best cell per task and model
+    (pixel floor and trivial predictor as rows); the image / video arms; unreadable result files;
+    failures; the figures."""
     lines = ["# Probe results", "",
              f"{len(df)} trials: " + ", ".join(f"{n} {s}" for s, n in df.status.value_counts().items()), ""]
     best = best_rows(df)
     if not best.empty:
-        models = sorted(best.model.unique(), key=model_sort_key)
-        extra = ["trivial"] if baselines is not None else []
-        lines += ["## Best value per task (block, t of the best cell)", "",
-                  "| task | metric | " + " | ".join(models + extra) + " |",
-                  "|---|---|" + "---|" * (len(models) + len(extra))]
-        for task, g in best.groupby("task"):
-            hib = bool(g.higher_is_better.iloc[0])
-            cells = []
-            for m in models:
-                r = g[g.model == m]
-                cells.append("-" if r.empty else
-                             f"{r.value.iloc[0]:.4g} (b{r.block.iloc[0]}, t{r.t.iloc[0]})")
-            if extra:
-                record = baseline_for(baselines, task, g.metric.iloc[0])
-                cells.append("-" if record is None else f"{record['value']:.4g}")
-            lines.append(f"| {task} | {g.metric.iloc[0]} ({'higher' if hib else 'lower'} is better) | "
-                         + " | ".join(cells) + " |")
-        lines.append("")
+        lines += _splits_lines(best)
+        lines += _best_table(best, baselines)
         if baselines is not None:
             lines += _trivial_lines(best, baselines)
         pairs = []
-        for task, g in best.groupby("task"):
-            for size in g["size"].dropna().unique():
-                i, v = g[(g.variant == "image") & (g["size"] == size)], g[(g.variant == "video") & (g["size"] == size)]
-                if len(i) and len(v):
-                    rel = relative_change(v.value.iloc[0], i.value.iloc[0], bool(g.higher_is_better.iloc[0]))
-                    change = "n/a (I-WALT = 0)" if pd.isna(rel) else f"{rel:+.1f}%"
-                    pairs.append(f"| {task} | {size} | {i.value.iloc[0]:.4g} | {v.value.iloc[0]:.4g} | {change} |")
+        for task, label, i, v in arm_pairs(best):
+            hib = bool(i.higher_is_better)
+            rel = relative_change(v.value, i.value, hib)
+            change = f"n/a ({i.model} = 0)" if pd.isna(rel) else f"{rel:+.1f}%"
+            pairs.append(f"| {task} | {label} | {_reported(i)} | {_reported(v)} | {change} | "
+                         f"{compare(v.value, v.spread, i.value, i.spread, hib)} |")
         if pairs:
-            lines += ["## V-WALT vs I-WALT (relative change, positive = video better)", "",
-                      "| task | size | I-WALT | V-WALT | change |", "|---|---|---|---|---|", *pairs, ""]
-    failed = df[df.status != "ok"]
+            lines += ["## Video arm vs image arm (relative change, positive = video better)", "",
+                      "| task | pair | image arm | video arm | change | verdict |",
+                      "|---|---|---|---|---|---|", *pairs, ""]
+    unreadable = df[df.status == UNREADABLE]
+    if len(unreadable):
+        lines += ["## Unreadable result files", "",
+                  "Left out of every table and figure; the rest of the report is complete.", ""]
+        for _, r in unreadable.iterrows():
+            path = str(Path(r.run_dir) / "metrics.json")
+            lines.append(f"- `{path}`: {str(r.error).replace(path + ': ', '', 1)}")
+        lines.append("")
+    failed = df[(df.status != "ok") & (df.status != UNREADABLE)]
     if len(failed):
         lines += ["## Trials without a result", "", "| model | task | block | t | status | message |",
                   "|---|---|---|---|---|---|"]
@@ -218,10 +305,13 @@ def summary_markdown(df: pd.DataFrame, figures: Mapping[str, str | None], notes:
 
 
 def write_report(dirs: Sequence[str | Path], out: str | Path,
-                 baselines: str | Path | Mapping[str, Mapping] | None = None) -> dict:
-    """Writes results.csv, the PNGs and summary.md into `out`; returns {name: path or None}.
+                 baselines: str | Path | Mapping[str, Mapping] | None = None,
+                 reference: str = plots.DEFAULT_REFERENCE) -> dict:
+    """Writes results.csv, the PNGs (each with its data CSV) and summary.md into `out`; returns
+    {name: path or None}.
 
     baselines: None, a folder of `walt-probe baseline` files, or load_baselines()'s dict.
+    reference: the model Fig. 7 sets to 100 % (a model label, or its start: 'I-WALT').
     """
     if baselines is not None and not isinstance(baselines, Mapping):
         baselines = load_baselines(baselines)
@@ -230,7 +320,7 @@ def write_report(dirs: Sequence[str | Path], out: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     csv = out / "results.csv"
     write_text_atomic(csv, df.to_csv(index=False))
-    figures, notes = plots.draw_all(df, out, baselines)
+    figures, notes = plots.draw_all(df, out, baselines, reference)
     write_text_atomic(out / "summary.md", summary_markdown(df, figures, notes, baselines))
     return {"csv": str(csv), "summary": str(out / "summary.md"), **figures}
 
@@ -242,6 +332,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--baselines", default=None, metavar="DIR",
                         help="folder of 'walt-probe baseline' results: adds the trivial predictor "
                              "to summary.md, the Fig. 5 curves and the heatmap titles")
+    parser.add_argument("--reference", default=plots.DEFAULT_REFERENCE, metavar="MODEL",
+                        help="the model Fig. 7 sets to 100 %% (a model label as in results.csv, "
+                             "or its start; default %(default)s)")
 
 
 def main(args, gin_args) -> int:
@@ -249,7 +342,7 @@ def main(args, gin_args) -> int:
 
     out = Path(args.out) if args.out else Path(args.experiments[0]) / "report"
     try:
-        paths = write_report(args.experiments, out, args.baselines)
+        paths = write_report(args.experiments, out, args.baselines, args.reference)
     except (FileNotFoundError, BaselineFileError, ResultError) as err:
         print(f"walt-probe report: {err}", file=sys.stderr)
         return 2
@@ -259,6 +352,8 @@ def main(args, gin_args) -> int:
               file=sys.stderr)
         return 1
     drawn = [k for k, v in paths.items() if v and k not in ("csv", "summary")]
-    print(f"report: {len(df)} trials ({int((df.status == 'ok').sum())} ok) -> {paths['csv']}, "
-          f"{len(drawn)} figures, {paths['summary']}")
+    bad = int((df.status == UNREADABLE).sum())
+    print(f"report: {len(df)} trials ({int((df.status == 'ok').sum())} ok"
+          + (f", {bad} unreadable result file(s), listed in summary.md" if bad else "")
+          + f") -> {paths['csv']}, {len(drawn)} figures, {paths['summary']}")
     return 0

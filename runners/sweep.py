@@ -355,8 +355,12 @@ def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
     print(f"sweep: {len(grid)} trials ({tally}), {wall:.0f}s -> {exp_dir}", flush=True)
     if sw.report:
         from runners import report
-        report.write_report([exp_dir], exp_dir / "report")
-        print(f"sweep: report in {exp_dir / 'report'} (walt-probe report {exp_dir} --out DIR redraws it)")
+        try:
+            report.write_report([exp_dir], exp_dir / "report")
+            print(f"sweep: report in {exp_dir / 'report'} (walt-probe report {exp_dir} --out DIR redraws it)")
+        except Exception as err:  # noqa: BLE001  the trials are done; a report bug must not undo that
+            print(f"sweep: the closing report failed ({type(err).__name__}: {err}); the trials' results "
+                  f"are kept: draw it with walt-probe report {exp_dir} --out DIR", file=sys.stderr)
     else:
         print(f"sweep: next: walt-probe report {exp_dir} --out {exp_dir / 'report'}")
     return 130 if counts.get("unfinished") else 0

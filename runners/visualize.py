@@ -53,15 +53,21 @@ def show_sizes(args) -> int:
 
 def _pca_rgb(feats):
     """(t, h, w, d) features -> (t, h, w, 3) in [0, 1]: projection on the top-3 principal
-    components of these tokens, each component min-max scaled (as DINO-style PCA maps)."""
+    components of these tokens, each component min-max scaled (as DINO-style PCA maps).
+
+    Exact PCA (an SVD of the centred tokens, a few hundred of them), each component's sign fixed
+    so its largest loading is positive: the same features always give the same picture
+    (torch.pca_lowrank is randomised and its third component changes from call to call)."""
     import torch
     from einops import rearrange
 
     t, h, w, _ = feats.shape
     x = rearrange(feats, "t h w d -> (t h w) d").float()
     x = x - x.mean(dim=0)
-    _, _, v = torch.pca_lowrank(x, q=3, center=False)
-    y = x @ v[:, :3]
+    _, _, vh = torch.linalg.svd(x, full_matrices=False)
+    v = vh[:3].T                                                    # (d, 3)
+    v = v * torch.sign(v.gather(0, v.abs().argmax(dim=0, keepdim=True)))
+    y = x @ v
     y = (y - y.min(dim=0).values) / (y.max(dim=0).values - y.min(dim=0).values).clamp_min(1e-8)
     return rearrange(y, "(t h w) c -> t h w c", t=t, h=h, w=w)
 

@@ -11,16 +11,17 @@ Spaces (each a function of plain arguments, registered in gin by runners/configu
   variants           I-WALT vs V-WALT on every task: Fig. 1
   scaling            model sizes x variants: Fig. 7
   backbones          named backbones (each a bundle of bindings): Fig. 7 against other models
+  backbone_grids     several backbones, each at its own block x noise grid: Fig. 5 / 7 across families
   seeds              repeats under readout seeds (Run.seed): seed noise
 """
 
-from search_spaces.backbones import backbones
+from search_spaces.backbones import backbone_grids, backbones
 from search_spaces.block_x_timestep import PAPER_TIMESTEPS, block_x_timestep
 from search_spaces.scaling import scaling
 from search_spaces.seeds import seeds
 from search_spaces.variants import variants
 
 SPACES = {"block_x_timestep": block_x_timestep, "variants": variants, "scaling": scaling,
-          "backbones": backbones, "seeds": seeds}
+          "backbones": backbones, "backbone_grids": backbone_grids, "seeds": seeds}
 
-__all__ = ["SPACES", "PAPER_TIMESTEPS", "block_x_timestep", "variants", "scaling", "backbones", "seeds"]
+__all__ = ["SPACES", "PAPER_TIMESTEPS", "block_x_timestep", "variants", "scaling", "backbones", "backbone_grids", "seeds"]

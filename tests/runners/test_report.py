@@ -76,13 +76,36 @@ def test_csv_rows_statuses_and_values(experiment, tmp_path, capsys):
     assert "17 trials" in capsys.readouterr().out
 
 
-def test_every_figure_and_summary(experiment, tmp_path):
+def _drawn(path) -> pd.DataFrame:
+    """What a figure's artists draw (the CSV plots._save writes beside each PNG)."""
+    return pd.read_csv(str(path).replace(".png", ".csv"))
+
+
+def test_every_figure_draws_the_tables_values(experiment, tmp_path):
     paths = report.write_report([experiment], tmp_path / "out")
-    for name in ("fig1_relative_change", "fig7_relative_to_iwalt", "fig5_motion", "fig5_depth",
-                 "heatmap_motion_I-WALT tiny", "heatmap_motion_V-WALT tiny", "heatmap_depth_I-WALT tiny"):
-        assert paths[name] and (tmp_path / "out" / paths[name].split("/")[-1]).stat().st_size > 10_000
+    df = pd.read_csv(paths["csv"])
+    ok = df[df.status == "ok"]
+    # Fig. 5, noise panel: each model's line at its best block (2) carries that block's values.
+    drawn = _drawn(paths["fig5_motion"])
+    panel = drawn[(drawn.panel == 0) & (drawn.kind == "errorbar")]
+    for variant, model in (("image", "I-WALT tiny"), ("video", "V-WALT tiny")):
+        line = panel[panel.label.str.startswith(model)].sort_values("x")
+        want = ok[(ok.task == "motion") & (ok.variant == variant) & (ok.block == 2)].sort_values("t")
+        assert list(line.x) == list(want.t.astype(float)) and list(line.y) == pytest.approx(list(want.value))
+    # Fig. 1: one bar per task, the relative change of the best cells (V 0.8 vs I 0.7 on motion).
+    bars = _drawn(paths["fig1_relative_change"]).query("kind == 'bar'")
+    assert sorted(bars.tick.str.split("\n").str[0]) == ["depth", "motion"]
+    motion = bars[bars.tick.str.startswith("motion")].y.iloc[0]
+    assert motion == pytest.approx(report.relative_change(0.8, 0.7, True))
+    # Fig. 7: V-WALT relative to the reference I-WALT, depth inverted (lower is better).
+    fig7 = _drawn(paths["fig7_relative_to_iwalt"]).query("kind == 'errorbar'")
+    depth = fig7[fig7.tick.str.startswith("depth")].y.iloc[0]
+    assert depth == pytest.approx(100 + report.relative_change(0.7, 0.8, False))
+    # Heatmaps: the best cell is where the table's best value is (value text on the image).
+    assert paths["heatmap_motion_I-WALT tiny"] and paths["heatmap_depth_I-WALT tiny"]
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "| motion | tiny |" in summary and "unknown configurable" in summary and "diverged" in summary
+    assert "| motion | tiny | 0.7 (1 seed) | 0.8 (1 seed) | +14.3% |" in summary
+    assert "unknown configurable" in summary and "diverged" in summary
 
 
 def test_relative_change_flips_lower_is_better():
@@ -97,14 +120,28 @@ def test_best_rows_follow_the_metric_direction(experiment):
     assert best.loc[("depth", "I-WALT tiny")].value == pytest.approx(1.5 - 0.7)
 
 
-def test_a_result_with_a_missing_field_is_refused_by_name(experiment, tmp_path, capsys):
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda d: d.pop("higher_is_better"), "missing field 'higher_is_better'"),
+    (None, "not JSON"),
+])
+def test_an_unreadable_result_is_listed_by_path_and_the_report_goes_on(experiment, tmp_path, capsys,
+                                                                       corrupt, message):
     path = experiment / "trials" / "motion-image-1-0" / "metrics.json"
-    data = json.loads(path.read_text())
-    del data["higher_is_better"]
-    path.write_text(json.dumps(data))
-    assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert str(path) in err and "missing field 'higher_is_better'" in err
+    if corrupt is None:
+        path.write_bytes(b"\0" * 64)
+    else:
+        data = json.loads(path.read_text())
+        corrupt(data)
+        path.write_text(json.dumps(data))
+    assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out")]) == 0
+    assert "1 unreadable" in capsys.readouterr().out
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    section = summary.split("## Unreadable result files")[1].split("##")[0]
+    assert f"`{path}`" in section and message in section
+    df = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert (df.status == "unreadable").sum() == 1 and (df.status == "ok").sum() == 13
+    # The unreadable trial's task still comes from its own bindings, never from a sibling.
+    assert df[df.status == "unreadable"].block_spec.iloc[0] == 1
 
 
 def test_missing_folder_is_a_clear_error(tmp_path, capsys):
@@ -142,8 +179,9 @@ def test_summary_says_whether_each_best_probe_beats_the_trivial_predictor(experi
     assert cli.main(["report", str(experiment), "--out", str(tmp_path / "out"),
                      "--baselines", str(baselines)]) == 0
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "| task | metric | I-WALT tiny | V-WALT tiny | trivial |" in summary
-    assert "| depth | abs_rel (lower is better) | 0.8 (b2, t0) | 0.7 (b2, t0) | 0.75 |" in summary
+    # The trivial predictor is a row of the study table.
+    assert "| depth | trivial predictor | - | - | - | - | 0.75 val | - | - |" in summary
+    assert "| depth | V-WALT tiny | 2 | 0 | - | 0.7 | 0.7 (1 seed) val | - | gain (1 seed, spread unknown) |" in summary
     for row in ("| depth | I-WALT tiny | 0.8 | 0.75 | no (+0.05) |", "| depth | V-WALT tiny | 0.7 | 0.75 | yes (-0.05) |",
                 "| motion | I-WALT tiny | 0.7 | 0.75 | no (-0.05) |", "| motion | V-WALT tiny | 0.8 | 0.75 | yes (+0.05) |"):
         assert row in summary
@@ -154,7 +192,7 @@ def test_summary_says_whether_each_best_probe_beats_the_trivial_predictor(experi
 def test_without_baselines_the_summary_has_no_trivial_column(experiment, tmp_path):
     report.write_report([experiment], tmp_path / "out")
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "trivial" not in summary and "| task | metric | I-WALT tiny | V-WALT tiny |" in summary
+    assert "trivial" not in summary and "| depth | I-WALT tiny | 2 | 0 |" in summary
 
 
 def test_a_baseline_of_another_metric_is_not_compared(experiment, tmp_path):
@@ -163,7 +201,8 @@ def test_a_baseline_of_another_metric_is_not_compared(experiment, tmp_path):
     summary_path = report.write_report([experiment], tmp_path / "out", folder)["summary"]
     summary = open(summary_path).read()
     assert "depth: the baseline scores rmse, the probes abs_rel" in summary
-    assert "motion: no baseline file" in summary and "| depth | I-WALT tiny |" not in summary
+    assert "motion: no baseline file" in summary and "| depth | I-WALT tiny | 0.8 |" not in summary
+    assert "| depth | trivial predictor |" not in summary
 
 
 def test_plots_draw_the_trivial_value(experiment, baselines, tmp_path, monkeypatch):
@@ -251,3 +290,20 @@ def test_scattered_cells_get_no_curves_or_heatmaps_and_the_notes_say_why(tmp_pat
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "Fig. 5 not drawn (no two cells of one model share a block or a t): objects" in summary
     assert "heatmap not drawn (no block at two t and t at two blocks): objects I-WALT tiny, objects V-WALT tiny, tracks" in summary
+
+
+def test_a_failing_closing_report_never_fails_a_finished_sweep(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from runners import sweep
+    from runners.settings import Sweep
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in the report")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    finished = [SimpleNamespace(metrics={"status": "ok", "metric": "top1", "value": 0.5},
+                                config={"gin": {"Probe.block": 1}}, error=None)]
+    assert sweep._summarize(finished, tmp_path, Sweep(report=True), 1.0) == 0
+    err = capsys.readouterr().err
+    assert "closing report failed (RuntimeError: a bug in the report)" in err and str(tmp_path) in err

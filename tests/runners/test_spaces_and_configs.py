@@ -90,3 +90,26 @@ def test_spaces():
     b = search_spaces.backbones()["backbone"]["grid_search"]
     assert [m["__name__"] for m in b] == ["I-WALT", "V-WALT"]
     assert sweep.to_bindings({"backbone": b[0]}) == ["Backbone.variant = 'image'"]
+
+
+def test_backbone_grids_give_each_model_its_own_block_x_noise_grid():
+    space = _grid("sweep_backbones.gin")
+    points = sweep.expand_grid(space)
+    cells, cache_blocks = {}, {}
+    for p in points:
+        bundle = p["backbone"]
+        model = bundle["Probe.backbone"] + bundle.get("Backbone.variant", "")
+        cells.setdefault(model, set()).add((bundle["Probe.block"], bundle["Probe.timestep"]))
+        cache_blocks.setdefault(model, set()).add(tuple(bundle["Probe.cache_blocks"]))
+    # One extraction per (model, t) serves every block of that model: each grid point of a model
+    # asks the cache for all of that model's blocks.
+    assert all(len(v) == 1 and set(next(iter(v))) == {b for b, _ in cells[m]} for m, v in cache_blocks.items())
+    assert cells["@build_dinov2()"] == {(f, 0) for f in (0.25, 0.5, 0.75, 1.0)}
+    assert cells["@build_cogvideox()"] == {(b, t) for b in (8, 15, 22, 30) for t in (0, 200, 500)}
+    assert cells["@Backbone()image"] == {(b, t) for b in (2, 4, 6, 8) for t in (0, 200, 500)}
+    assert len(points) == (2 * 12 + 4 * 12 + 4) * 2  # two readout seeds
+    # Trial folders stay apart: every grid point has its own name.
+    names = [p["backbone"]["__name__"] for p in points]
+    assert len(set(names)) == len(names) // 2
+    with pytest.raises(ValueError, match="has no timesteps"):
+        search_spaces.backbone_grids({"X": {"bindings": {"Probe.backbone": "@x()"}, "blocks": [1]}})

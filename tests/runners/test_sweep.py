@@ -100,11 +100,26 @@ def test_csv_has_each_trial_once_and_errors_as_errors(resumed):
     assert "block 99 does not exist" in summary and "Trials without a result" in summary
 
 
-def test_every_plot_is_drawn(resumed):
+def test_every_plot_draws_the_sweeps_values(resumed):
+    """The closing report's figures carry results.csv's numbers (read back from their artists)."""
     report = resumed[0] / "report"
-    for name in ["fig1_relative_change.png", "fig7_relative_to_iwalt.png", "fig5_synthetic_motion.png",
-                 "heatmap_synthetic_motion_I-WALT_tiny.png", "heatmap_synthetic_motion_V-WALT_tiny.png"]:
-        assert (report / name).stat().st_size > 10_000, name
+    df = pd.read_csv(report / "results.csv")
+    ok = df[df.status == "ok"]
+    for name in ["fig1_relative_change", "fig7_relative_to_iwalt", "fig5_synthetic_motion",
+                 "heatmap_synthetic_motion_I-WALT_tiny", "heatmap_synthetic_motion_V-WALT_tiny"]:
+        assert (report / f"{name}.png").is_file(), name
+    for model in ("I-WALT tiny", "V-WALT tiny"):
+        mine = ok[ok.model == model]
+        cells = pd.read_csv(report / f"heatmap_synthetic_motion_{model.replace(' ', '_')}.csv")
+        cells = cells[cells.kind == "cell"]
+        got = {(int(c.tick), int(c.x)): c.y for c in cells.itertuples()}
+        want = mine.groupby(["block", "t"]).value.mean().to_dict()
+        assert got.keys() == {(int(b), int(t)) for b, t in want} and \
+            all(got[(int(b), int(t))] == pytest.approx(v) for (b, t), v in want.items())
+    # Fig. 1: the relative change of the best cells (one bar: the one size of the grid).
+    best = ok.loc[ok.groupby("model").value.idxmax()].set_index("model").value
+    bar = pd.read_csv(report / "fig1_relative_change.csv").query("kind == 'bar'").y
+    assert list(bar) == pytest.approx([(best["V-WALT tiny"] - best["I-WALT tiny"]) / abs(best["I-WALT tiny"]) * 100])
 
 
 def test_grid_costs_one_backbone_pass_per_timestep_and_split(resumed):
