@@ -68,7 +68,9 @@ def test_the_trained_head_is_scored_on_every_split_the_task_has(tiny, tmp_path, 
     if use_cache:  # the test split's features come from its own cache entry
         assert len(list((tmp_path / "c").rglob("manifest.json"))) == 3
     # A task without a test split is scored on val only (the report then falls back, and says so).
-    r = run(dataclasses.replace(probe, task=task), tmp_path / "run2", seed=0)
+    without = {k: v for k, v in task.datasets.items() if k != "test"}
+    r = run(dataclasses.replace(probe, task=dataclasses.replace(task, datasets=without)),
+            tmp_path / "run2", seed=0)
     assert set(r.split_metrics) == {"val"}
 
 
