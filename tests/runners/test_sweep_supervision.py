@@ -145,11 +145,15 @@ def test_relative_cache_dir_became_absolute(two_sweeps):
 
 
 def test_allow_failures_exits_zero_on_the_finished_sweep(two_sweeps):
+    done = {m: m.stat().st_mtime_ns for m in (two_sweeps.exp / "trials").glob("*/metrics.json")
+            if json.loads(m.read_text())["status"] in ("ok", "diverged")}
     res = subprocess.run([WALT_PROBE, "sweep", f"--gin_file={two_sweeps.tmp / 'sup.gin'}", "--no-dashboard",
                           "--allow-failures", "--no-report"], cwd=two_sweeps.tmp, capture_output=True,
                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "resuming" in res.stdout and "(reused)" in res.stdout
+    assert "resuming" in res.stdout, res.stdout[-2000:]
+    assert len(done) == 2 and all(m.stat().st_mtime_ns == t for m, t in done.items())  # not rerun
+    assert "2 trial(s) not ok" not in res.stderr and "exit 3" not in res.stderr
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
