@@ -14,10 +14,19 @@
    trials rerun); trial results live in <exp>/trials/<key>/ keyed by the trial's bindings, so a
    finished trial is never run twice even if Ray's own state missed its end.
 5. A trial that raises is reported as errored with its message; the others finish. A summary and
-   (by default) `walt-probe report` output under <exp>/report/ close the run.
+   (by default) `walt-probe report` output under <exp>/report/ close the run; a report that
+   fails is reported and never turns a finished sweep into a crash.
 
-The dashboard binds to 127.0.0.1:8265 (Ray 2.60 protects a local cluster with token auth:
-`ray get-auth-token` prints the token). With RAY_ADDRESS set the sweep joins that cluster.
+Supervision: exit 0 when every trial is ok, 3 when some trial failed, errored or diverged
+(--allow-failures: 0), 2 for a configuration error or an experiment folder locked by another
+sweep (<exp>/sweep.lock names its pid and host; a dead holder's lock is taken over), 130 when
+stopped before every trial ran. On one machine every Ray listener binds to 127.0.0.1 and a guard
+process ends Ray's processes with the driver (runners/ray_local.py). The dashboard binds to
+127.0.0.1:8265 (token auth: `ray get-auth-token` prints the token).
+
+With RAY_ADDRESS set the sweep joins that cluster: every path a trial uses is made absolute,
+the sweep checks that every node sees the same folders (a marker file per folder, one task per
+node) and retries trials whose node died (Sweep.max_failures); docs/cluster.md.
 """
 
 from __future__ import annotations
