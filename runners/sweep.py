@@ -331,9 +331,10 @@ def check_shared(paths: Mapping[str, str]) -> list[str]:
         except OSError:
             continue  # a read-only input folder: it cannot be checked this way (docs/cluster.md)
         markers[label] = (str(marker), token)
-    task = ray.remote(check_marker).options(num_cpus=0, max_retries=0)
+    task = ray.remote(check_marker)
     try:
-        refs = [task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+        refs = [task.options(num_cpus=0, max_retries=0,
+                             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
                 .remote(markers) for n in nodes]
         answers = ray.get(refs, timeout=300)
     finally:
