@@ -125,7 +125,10 @@ def _start_time(pid: int) -> int | None:
         stat = open(f"/proc/{pid}/stat").read()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: nothing of it runs or listens
+        return None
+    return int(fields[19])
 
 
 def descendants(root: int) -> dict[int, int]:
@@ -138,7 +141,7 @@ def descendants(root: int) -> dict[int, int]:
             stat = open(f"/proc/{name}/stat").read()
         except OSError:
             continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4 of proc(5): the parent
         children.setdefault(ppid, []).append(int(name))
     out, todo = {}, list(children.get(root, []))
     while todo:
