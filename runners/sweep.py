@@ -341,8 +341,9 @@ def check_shared(paths: Mapping[str, str]) -> list[str]:
         for path, _ in markers.values():
             Path(path).unlink(missing_ok=True)
     problems = []
-    print(f"sweep: {len(nodes)} nodes; each read back the markers in {', '.join(paths.values())}"
-          if all(not a["missing"] for a in answers) else "", end="\n" if answers else "", flush=True)
+    if all(not a["missing"] for a in answers):
+        print(f"sweep: {len(nodes)} nodes; each read back the markers in {', '.join(paths.values())}",
+              flush=True)
     for node, answer in zip(nodes, answers):
         for label, why in answer["missing"].items():
             problems.append(f"{label} = {paths[label]} is not shared with node {node['NodeManagerAddress']} "
