@@ -251,8 +251,9 @@ def absolute_path_bindings(cwd: str | os.PathLike) -> list[str]:
     out = []
     for (scope, selector), params in list(gin.config._CONFIG.items()):  # noqa: SLF001 - gin has no public walk
         for param, value in params.items():
-            if not isinstance(value, str) or not value or Path(value).expanduser().is_absolute():
-                continue
+            if not isinstance(value, str) or not value or "://" in value \
+                    or Path(value).expanduser().is_absolute():
+                continue  # not a path, a URL, or already absolute
             if selector == "gin.macro":
                 if _PATH_NAME.search(scope):
                     out.append(f"{scope} = {absolute(scope, value)!r}")
