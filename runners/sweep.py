@@ -343,7 +343,7 @@ def check_shared(paths: Mapping[str, str]) -> list[str]:
             Path(path).unlink(missing_ok=True)
     problems = []
     if all(not a["missing"] for a in answers):
-        print(f"sweep: {len(nodes)} nodes; each read back the markers in {', '.join(paths.values())}",
+        print(f"sweep: {len(nodes)} nodes; each read back the markers in {', '.join(paths[label] for label in markers)}",
               flush=True)
     for node, answer in zip(nodes, answers):
         for label, why in answer["missing"].items():
