@@ -50,6 +50,13 @@ class Sweep:
     dashboard, dashboard_host, dashboard_port: Ray dashboard of a local node.
     prepare_caches: extract the grid's caches first (when Probe.use_cache is on).
     report: run `walt-probe report` into <exp>/report when the sweep ends.
+    max_failures: retries of a trial (and of a cache task) that fails, e.g. because its node
+      died; None: 0 on one machine (a failure there is a bug to see, not to retry), 3 on a
+      cluster joined through RAY_ADDRESS. A retried trial starts clean in the same result folder,
+      so the report counts it once.
+    pin: binding -> extra Ray resources for the trials whose grid point has that binding, e.g.
+      {"Probe.timestep = 500": {"big_gpu": 1}} runs the t = 500 trials only on nodes started with
+      `ray start --resources='{"big_gpu": N}'`.
     """
 
     space: Mapping[str, Any] | None = None
@@ -67,3 +74,5 @@ class Sweep:
     dashboard_port: int = 8265
     prepare_caches: bool = True
     report: bool = True
+    max_failures: int | None = None
+    pin: Mapping[str, Mapping[str, float]] | None = None

@@ -14,25 +14,37 @@
    trials rerun); trial results live in <exp>/trials/<key>/ keyed by the trial's bindings, so a
    finished trial is never run twice even if Ray's own state missed its end.
 5. A trial that raises is reported as errored with its message; the others finish. A summary and
-   (by default) `walt-probe report` output under <exp>/report/ close the run.
+   (by default) `walt-probe report` output under <exp>/report/ close the run; a report that
+   fails is reported and never turns a finished sweep into a crash.
 
-The dashboard binds to 127.0.0.1:8265 (Ray 2.60 protects a local cluster with token auth:
-`ray get-auth-token` prints the token). With RAY_ADDRESS set the sweep joins that cluster.
+Supervision: exit 0 when every trial is ok, 3 when some trial failed, errored or diverged
+(--allow-failures: 0), 2 for a configuration error or an experiment folder locked by another
+sweep (<exp>/sweep.lock names its pid and host; a dead holder's lock is taken over), 130 when
+stopped before every trial ran. On one machine every Ray listener binds to 127.0.0.1 and a guard
+process ends Ray's processes with the driver (runners/ray_local.py). The dashboard binds to
+127.0.0.1:8265 (token auth: `ray get-auth-token` prints the token).
+
+With RAY_ADDRESS set the sweep joins that cluster: every path a trial uses is made absolute,
+the sweep checks that every node sees the same folders (a marker file per folder, one task per
+node) and retries trials whose node died (Sweep.max_failures); docs/cluster.md.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import itertools
 import json
 import os
+import re
 import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from runners import exp_lock, ray_local
 from runners import configurables, gin_setup, trial  # noqa: F401  configurables: registers every name in a Ray worker
 from probing.probe import READOUT_ONLY_FIELDS
 from probing.result import code_fingerprint  # noqa: F401  (sweep.json records it)
@@ -103,8 +115,11 @@ def grid_blocks(space: Mapping[str, Any]) -> list:
 # ----------------------------------------------------------------------------- in Ray workers
 
 def _enter(driver: Mapping) -> gin_setup.GinArgs:
-    # Tune moves a trial into its own working dir; relative paths in gin mean the driver's cwd.
-    os.chdir(driver["cwd"])
+    # Tune moves a trial into its own working dir. Every path the trial uses was made absolute by
+    # the driver (`absolute_path_bindings`); the driver's cwd is entered where it exists (one
+    # machine, or a shared home) only so that messages and stray relative paths read the same.
+    if os.path.isdir(driver["cwd"]):
+        os.chdir(driver["cwd"])
     return gin_setup.GinArgs(files=tuple(driver["gin"]["files"]),
                              bindings=tuple(driver["gin"]["bindings"]),
                              search_paths=tuple(driver["gin"]["search_paths"]))
@@ -196,34 +211,182 @@ def add_arguments(parser) -> None:
                         help="delete an existing experiment of this name and start over")
     parser.add_argument("--no-report", dest="report", action="store_false", default=None,
                         help="do not write <exp>/report when the sweep ends")
+    parser.add_argument("--allow-failures", dest="allow_failures", action="store_true",
+                        help=f"exit 0 even when trials failed, errored or diverged (default: exit "
+                             f"{EXIT_TRIALS_NOT_OK})")
 
 
-def _init_ray(sw: Sweep) -> None:
+# Exit codes of `walt-probe sweep`: 0 every trial ok; 2 bad configuration or the folder is locked
+# by another sweep; EXIT_TRIALS_NOT_OK some trial failed / errored / diverged (0 with
+# --allow-failures); 130 stopped before every trial ran (rerun the command to resume).
+EXIT_TRIALS_NOT_OK = 3
+EXIT_UNFINISHED = 130
+
+# Parameter and macro names whose string values are filesystem paths (made absolute for trials).
+_PATH_NAME = re.compile(r"(path|dir|checkpoint|root|file)$", re.IGNORECASE)
+
+
+def absolute_path_bindings(cwd: str | os.PathLike) -> list[str]:
+    """Bindings that rebind every relative path in the parsed gin config to an absolute one.
+
+    A trial may run on another node, in another working directory: every bound parameter or
+    macro named like a path (`*_dir`, `*path`, `*checkpoint`, `*root`, `*file`) holding a relative
+    string is bound again as `cwd / value` (for a checkpoint not found there, the repository's
+    own copy, as `backbones.build.resolve_checkpoint` would find it). `Probe.cache_dir` is bound
+    even when left at its default."""
+    import gin
+    from backbones.build import REPO_ROOT
+    from probing.probe import Probe
+
+    cwd = Path(cwd)
+
+    def absolute(name: str, value: str) -> str:
+        p = Path(value).expanduser()
+        if p.is_absolute():
+            return str(p)
+        if "checkpoint" in name.lower() and not (cwd / p).exists() and (REPO_ROOT / p).exists():
+            return str(REPO_ROOT / p)
+        return str((cwd / p).resolve())
+
+    out = []
+    for (scope, selector), params in list(gin.config._CONFIG.items()):  # noqa: SLF001 - gin has no public walk
+        for param, value in params.items():
+            if not isinstance(value, str) or not value or "://" in value \
+                    or Path(value).expanduser().is_absolute():
+                continue  # not a path, a URL, or already absolute
+            if selector == "gin.macro":
+                if _PATH_NAME.search(scope):
+                    out.append(f"{scope} = {absolute(scope, value)!r}")
+            elif _PATH_NAME.search(param):
+                target = f"{scope}/{selector}" if scope else selector
+                out.append(f"{target}.{param} = {absolute(param, value)!r}")
+    try:
+        cache_dir = gin.query_parameter("Probe.cache_dir")
+    except ValueError:
+        cache_dir = Probe.__dataclass_fields__["cache_dir"].default
+    if isinstance(cache_dir, str) and not any(b.startswith("probing.probe.Probe.cache_dir") for b in out):
+        out.append(f"Probe.cache_dir = {absolute('cache_dir', cache_dir)!r}")
+    return out
+
+
+def shared_paths(driver: Mapping) -> dict[str, str]:
+    """What every node must see as the driver does: label -> absolute folder. Outputs (the
+    experiment, the feature cache, synthetic data) are created if missing; inputs named by path
+    bindings (checkpoints, dataset roots) are checked through their folder when they exist."""
+    paths = {"experiment folder (Sweep.storage_path)": driver["exp_dir"],
+             "synthetic data (WALT_PROBE_SYNTHETIC_CACHE)": driver["env"]["WALT_PROBE_SYNTHETIC_CACHE"]}
+    for binding in driver["sweep_bindings"]:
+        name, _, value = binding.partition(" = ")
+        if not _PATH_NAME.search(name.split(".")[-1]):
+            continue
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            continue
+        if not isinstance(value, str):
+            continue
+        p = Path(value)
+        if name.endswith("cache_dir"):
+            paths[name] = str(p)
+        elif p.is_file():
+            paths[name] = str(p.parent)  # a checkpoint: the marker goes next to it
+        elif p.is_dir():
+            paths[name] = str(p)
+    return paths
+
+
+def check_marker(markers: Mapping[str, list[str]]) -> dict:
+    """Ray task, one per node: which of the driver's marker files this node cannot read back."""
+    import socket
+
+    missing = {}
+    for label, (path, token) in markers.items():
+        try:
+            if Path(path).read_text() != token:
+                missing[label] = f"{path} holds another marker"
+        except OSError as err:
+            missing[label] = f"{path}: {err.strerror}"
+    return {"host": socket.gethostname(), "missing": missing}
+
+
+def check_shared(paths: Mapping[str, str]) -> list[str]:
+    """On a cluster of several nodes: the paths some node does not share, as messages ([] = ok).
+
+    The driver writes a marker file with a random token into every folder; one task pinned to
+    each alive node reads them back."""
+    import uuid
+
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2:
+        return []
+    token = uuid.uuid4().hex
+    markers = {}
+    for label, folder in paths.items():
+        marker = Path(folder) / f".walt_probe_shared_{token}"
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            marker.write_text(token)
+        except OSError:
+            continue  # a read-only input folder: it cannot be checked this way (docs/cluster.md)
+        markers[label] = (str(marker), token)
+    task = ray.remote(check_marker)
+    try:
+        refs = [task.options(num_cpus=0, max_retries=0,
+                             scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(markers) for n in nodes]
+        answers = ray.get(refs, timeout=300)
+    finally:
+        for path, _ in markers.values():
+            Path(path).unlink(missing_ok=True)
+    problems = []
+    if all(not a["missing"] for a in answers):
+        print(f"sweep: {len(nodes)} nodes; each read back the markers in {', '.join(paths[label] for label in markers)}",
+              flush=True)
+    for node, answer in zip(nodes, answers):
+        for label, why in answer["missing"].items():
+            problems.append(f"{label} = {paths[label]} is not shared with node {node['NodeManagerAddress']} "
+                            f"({answer['host']}): {why}")
+    return problems
+
+
+def _init_ray(sw: Sweep, env: Mapping[str, str]) -> tuple[bool, Any]:
+    """Start (or join) Ray; returns (joined a cluster, guard of the local node or None)."""
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     address = os.environ.get("RAY_ADDRESS")
+    runtime_env = {"env_vars": dict(env)}
     if address:
-        ctx = ray.init(address=address, log_to_driver=True)
+        import ray
+        ray.init(address=address, log_to_driver=True, runtime_env=runtime_env)
         print(f"sweep: joined the Ray cluster at {address}", flush=True)
-    else:
-        ctx = ray.init(num_cpus=sw.num_cpus, num_gpus=sw.num_gpus, include_dashboard=sw.dashboard,
-                       dashboard_host=sw.dashboard_host, dashboard_port=sw.dashboard_port,
-                       log_to_driver=True)
+        return True, None
+    # One machine: every Ray listener on 127.0.0.1, and a guard that ends Ray's processes with
+    # the driver however it ends (runners/ray_local.py says why both are needed).
+    ray_local.local_node_env()
+    guard = ray_local.start_guard()
+    import ray
+    ctx = ray.init(num_cpus=sw.num_cpus, num_gpus=sw.num_gpus, include_dashboard=sw.dashboard,
+                   dashboard_host=sw.dashboard_host, dashboard_port=sw.dashboard_port,
+                   log_to_driver=True, runtime_env=runtime_env)
     url = getattr(ctx, "dashboard_url", None)
     if sw.dashboard and url:
         print(f"sweep: Ray dashboard at http://{url} (token auth: `ray get-auth-token` prints the "
               f"token; keep it on 127.0.0.1, tunnel with ssh -L 8265:127.0.0.1:8265 to view remotely)",
               flush=True)
+    return False, guard
 
 
-def _prepare_caches(sw: Sweep, driver: dict, space: Mapping) -> None:
+def _prepare_caches(sw: Sweep, driver: dict, space: Mapping, retries: int) -> None:
     import ray
 
     groups = cache_groups(space)
+    # Retries: a task whose node died is run again elsewhere; the cache entry is written
+    # atomically, so a half-written one is never seen.
     task = ray.remote(prepare_cache).options(num_cpus=sw.cpus_per_trial, num_gpus=sw.gpus_per_trial,
-                                             max_retries=0)
+                                             max_retries=retries)
     refs = {task.remote(driver, [*driver["sweep_bindings"], *g], split): (g, split)
             for g in groups for split in ("train", "val")}
     print(f"sweep: preparing feature caches: {len(refs)} task(s) ({len(groups)} grid point(s) x 2 splits)",
@@ -261,6 +424,37 @@ def _forward_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _clear_experiment(exp_dir: Path) -> None:
+    """--fresh: delete the experiment's contents but not the lock this process holds in it."""
+    import shutil
+
+    for child in exp_dir.iterdir():
+        if child.name == exp_lock.LOCK_NAME:
+            continue
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
+def trial_resources(sw: Sweep):
+    """Tune resources: the same for every trial, or per trial when Sweep.pin names bindings."""
+    base = {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial}
+    if not sw.pin:
+        return base
+    from ray import tune
+
+    def per_trial(config):
+        bindings = set(to_bindings(dict(config.get("gin", {}))))
+        extra = {}
+        for binding, resources in sw.pin.items():
+            if _normalize(binding) in {_normalize(b) for b in bindings}:
+                extra.update(resources)
+        return tune.PlacementGroupFactory([{"CPU": sw.cpus_per_trial, "GPU": sw.gpus_per_trial, **extra}])
+    return per_trial
+
+
+def _normalize(binding: str) -> str:
+    return " ".join(binding.replace("=", " = ").split())
+
+
 def main(args, gin_args) -> int:
     import gin
 
@@ -282,11 +476,25 @@ def main(args, gin_args) -> int:
         return 2
     name = args.name or sw.name
     exp_dir = Path(args.storage_path or sw.storage_path).expanduser().resolve() / name
+    try:
+        lock = exp_lock.acquire(exp_dir)
+    except exp_lock.SweepLocked as err:
+        print(f"walt-probe sweep: {err}", file=sys.stderr)
+        return 2
+    if lock.stale:
+        print(f"sweep: took over the stale lock of {exp_lock.describe(lock.stale)} (that sweep is "
+              f"gone; its finished trials are kept)", flush=True)
+    try:
+        return _locked_main(args, gin_args, sw, space, name, exp_dir)
+    finally:
+        lock.release()
+
+
+def _locked_main(args, gin_args, sw: Sweep, space: Mapping, name: str, exp_dir: Path) -> int:
     signature = _signature(gin_args, space)
     sig_path = exp_dir / "sweep.json"
-    if args.fresh and exp_dir.exists():
-        import shutil
-        shutil.rmtree(exp_dir)
+    if args.fresh:
+        _clear_experiment(exp_dir)
     old = json.loads(sig_path.read_text()) if sig_path.exists() else None
     if old is not None and {k: v for k, v in old.items() if k != "code"} != \
             {k: v for k, v in signature.items() if k != "code"}:
@@ -301,20 +509,44 @@ def main(args, gin_args) -> int:
         return 2
     gin_setup.write_text_atomic(sig_path, json.dumps(signature, indent=2))
 
+    from tasks.synthetic import dataset as synthetic_dataset
+
     blocks = grid_blocks(space)
-    driver = {"cwd": os.getcwd(), "exp_dir": str(exp_dir), "gin": gin_args.to_dict(),
-              "sweep_bindings": [f"Probe.cache_blocks = {blocks!r}"] if blocks else []}
-    _init_ray(sw)
+    cwd = os.getcwd()
+    driver = {"cwd": cwd, "exp_dir": str(exp_dir), "gin": gin_args.to_dict(),
+              "sweep_bindings": [*absolute_path_bindings(cwd),
+                                 *([f"Probe.cache_blocks = {blocks!r}"] if blocks else [])],
+              # Workers on other nodes do not inherit the driver's environment: pass what matters.
+              "env": {"WALT_PROBE_SYNTHETIC_CACHE": str(Path(synthetic_dataset.DEFAULT_CACHE).expanduser().resolve()),
+                      **{k: os.environ[k] for k in ("WALT_PROBE_ROOT",) if k in os.environ}}}
+    cluster, guard = _init_ray(sw, driver["env"])
+    try:
+        return _run(args, sw, space, name, exp_dir, driver, cluster)
+    finally:
+        import ray
+        ray.shutdown()
+        if guard is not None:
+            guard.close()
+
+
+def _run(args, sw: Sweep, space: Mapping, name: str, exp_dir: Path, driver: dict, cluster: bool) -> int:
+    if cluster:
+        problems = check_shared(shared_paths(driver))
+        if problems:
+            print("walt-probe sweep: this Ray cluster's nodes do not share every path the trials "
+                  "use; put them on a filesystem every node mounts at the same path "
+                  "(docs/cluster.md):\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 2
+    max_failures = sw.max_failures if sw.max_failures is not None else (3 if cluster else 0)
     _forward_sigterm()
     from ray import tune
 
     from runners.tune_progress import TrialLines
 
-    trainable = tune.with_resources(tune.with_parameters(run_trial, driver=driver),
-                                    {"cpu": sw.cpus_per_trial, "gpu": sw.gpus_per_trial})
+    trainable = tune.with_resources(tune.with_parameters(run_trial, driver=driver), trial_resources(sw))
     t0 = time.time()
     if sw.prepare_caches:
-        _prepare_caches(sw, driver, space)
+        _prepare_caches(sw, driver, space, retries=max_failures)
     if tune.Tuner.can_restore(str(exp_dir)):
         print(f"sweep: resuming {exp_dir} (finished trials are kept, errored ones rerun)", flush=True)
         tuner = tune.Tuner.restore(str(exp_dir), trainable, resume_unfinished=True, resume_errored=True)
@@ -326,12 +558,12 @@ def main(args, gin_args) -> int:
                                         trial_dirname_creator=trial_dirname),
             run_config=tune.RunConfig(name=name, storage_path=str(exp_dir.parent), verbose=0,
                                       callbacks=[TrialLines()],
-                                      failure_config=tune.FailureConfig(max_failures=0)))
+                                      failure_config=tune.FailureConfig(max_failures=max_failures)))
     grid = tuner.fit()
-    return _summarize(grid, exp_dir, sw, time.time() - t0)
+    return _summarize(grid, exp_dir, sw, time.time() - t0, allow_failures=args.allow_failures)
 
 
-def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
+def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float, allow_failures: bool = False) -> int:
     from runners.tune_progress import describe
 
     counts: dict[str, int] = {}
@@ -354,13 +586,23 @@ def _summarize(grid, exp_dir: Path, sw: Sweep, wall: float) -> int:
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"sweep: {len(grid)} trials ({tally}), {wall:.0f}s -> {exp_dir}", flush=True)
     if sw.report:
-        from runners import report
+        # The report must never turn a finished sweep into a crash: its failure is reported and
+        # the sweep's own exit code stands.
         try:
+            from runners import report
             report.write_report([exp_dir], exp_dir / "report")
             print(f"sweep: report in {exp_dir / 'report'} (walt-probe report {exp_dir} --out DIR redraws it)")
-        except Exception as err:  # noqa: BLE001  the trials are done; a report bug must not undo that
-            print(f"sweep: the closing report failed ({type(err).__name__}: {err}); the trials' results "
-                  f"are kept: draw it with walt-probe report {exp_dir} --out DIR", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001
+            print(f"sweep: the report could not be written ({type(err).__name__}: {err}); the trials' "
+                  f"results are in {exp_dir / 'trials'}; retry with walt-probe report {exp_dir} "
+                  f"--out {exp_dir / 'report'}", file=sys.stderr, flush=True)
     else:
         print(f"sweep: next: walt-probe report {exp_dir} --out {exp_dir / 'report'}")
-    return 130 if counts.get("unfinished") else 0
+    if counts.get("unfinished"):
+        return EXIT_UNFINISHED
+    not_ok = sum(n for s, n in counts.items() if s != "ok")
+    if not_ok and not allow_failures:
+        print(f"sweep: {not_ok} trial(s) not ok -> exit {EXIT_TRIALS_NOT_OK} (--allow-failures "
+              f"exits 0)", file=sys.stderr, flush=True)
+        return EXIT_TRIALS_NOT_OK
+    return 0

@@ -1,0 +1,227 @@
+"""Ray on one machine, kept to loopback and cleaned up: the local node's settings, a guard process
+that kills what the sweep started when the driver dies, and a /proc reader of listening sockets.
+
+Why each piece exists:
+- Ray turns `_node_ip_address="127.0.0.1"` into the machine's routable address on Linux (it
+  resolves "localhost" to "the address other nodes would use"), and every agent then binds its
+  gRPC / HTTP / metrics servers on all interfaces. Ray keeps a node on loopback only when it
+  believes clusters are unsupported, which the environment variable
+  RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 tells it on Linux too: the node's address is then 127.0.0.1
+  and the agents bind to it. `local_node_env()` sets that before Ray starts.
+- Ray's own fate sharing kills the raylet and GCS with the driver, but their agents notice the
+  raylet is gone only after a health-check timeout (about a minute after `kill -9` of the
+  driver), listening all the while. `start_guard()` starts a small process in its own session
+  that records the driver's process tree every half second and, once the driver is gone (its
+  pipe closes: normal exit, exception, signal or kill -9), terminates whatever of that tree is
+  still alive.
+- `listening_sockets()` reads /proc/net/tcp{,6} and maps socket inodes to pids, for the sweep's
+  own check and for the tests.
+
+Library code never imports this module (runners only).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Iterable
+
+# Ray's knob that keeps a node's address on loopback (see the module docstring).
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK = "127.0.0.1"
+
+
+def local_node_env() -> None:
+    """Set the environment that keeps a Ray node started by this process on 127.0.0.1.
+
+    Must run before `ray` is imported anywhere in the process (the value is read at import)."""
+    for key, value in LOOPBACK_ENV.items():
+        os.environ[key] = value
+    if "ray" in sys.modules:
+        # Imported early (e.g. by a test): set the already-read constant as well.
+        from ray._private import ray_constants
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+# ----------------------------------------------------------------------------- /proc sockets
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening TCP socket: local address (dotted or IPv6 text), port, owning pid, inode."""
+
+    address: str
+    port: int
+    pid: int
+    inode: int
+
+    @property
+    def loopback(self) -> bool:
+        return self.address.startswith("127.") or self.address in ("::1", "::ffff:127.0.0.1") \
+            or self.address.startswith("::ffff:127.")
+
+
+def _decode(hex_addr: str) -> str:
+    raw = bytes.fromhex(hex_addr)
+    if len(raw) == 4:  # /proc/net/tcp stores the IPv4 address as a little-endian word
+        return socket.inet_ntop(socket.AF_INET, raw[::-1])
+    # IPv6: four little-endian 32-bit words
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+    return socket.inet_ntop(socket.AF_INET6, words)
+
+
+def _listening_inodes() -> dict[int, tuple[str, int]]:
+    out = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if parts[3] != "0A":  # TCP_LISTEN
+                continue
+            addr, port = parts[1].split(":")
+            out[int(parts[9])] = (_decode(addr), int(port, 16))
+    return out
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    found = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                found.add(int(target[8:-1]))
+    except OSError:
+        pass
+    return found
+
+
+def listening_sockets(pids: Iterable[int]) -> list[Listener]:
+    """The listening TCP sockets (IPv4 and IPv6) held by any of `pids`."""
+    table = _listening_inodes()
+    out = []
+    for pid in pids:
+        for inode in _socket_inodes(pid):
+            if inode in table:
+                out.append(Listener(*table[inode], pid=pid, inode=inode))
+    return out
+
+
+# ----------------------------------------------------------------------------- process tree
+
+def _start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (tells a live process from a reused pid)."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: nothing of it runs or listens
+        return None
+    return int(fields[19])
+
+
+def descendants(root: int) -> dict[int, int]:
+    """pid -> start time of every live descendant of `root` (not `root` itself)."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{name}/stat").read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4 of proc(5): the parent
+        children.setdefault(ppid, []).append(int(name))
+    out, todo = {}, list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        start = _start_time(pid)
+        if start is not None and pid not in out:
+            out[pid] = start
+            todo.extend(children.get(pid, []))
+    return out
+
+
+def _kill_recorded(recorded: dict[int, int], grace_s: float = 3.0) -> list[int]:
+    """SIGTERM then SIGKILL every recorded pid that is still the same process; the pids hit."""
+    alive = [pid for pid, start in recorded.items() if _start_time(pid) == start]
+    for pid in alive:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + grace_s
+    while time.time() < deadline and any(_start_time(p) == recorded[p] for p in alive):
+        time.sleep(0.1)
+    for pid in alive:
+        if _start_time(pid) == recorded[pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return alive
+
+
+def guard_main(driver_pid: int, pipe_fd: int, period_s: float = 0.5) -> int:
+    """The guard process: snapshot the driver's tree until its pipe closes, then end that tree."""
+    recorded: dict[int, int] = {}
+    while True:
+        ready, _, _ = select.select([pipe_fd], [], [], period_s)
+        if ready and not os.read(pipe_fd, 4096):
+            break  # EOF: the driver is gone (or closed the pipe at the end of its sweep)
+        for pid, start in descendants(driver_pid).items():
+            if pid != os.getpid():
+                recorded[pid] = start
+    # The driver's children that Ray shut down cleanly are already gone; end the rest.
+    recorded.pop(os.getpid(), None)
+    hit = _kill_recorded(recorded)
+    if hit:
+        print(f"sweep guard: ended {len(hit)} Ray process(es) left behind by driver {driver_pid}",
+              file=sys.stderr, flush=True)
+    return 0
+
+
+class Guard:
+    """Handle of the guard process; `close()` (at the end of a sweep) lets it clean up now."""
+
+    def __init__(self, proc: subprocess.Popen, write_fd: int):
+        self.proc, self._fd = proc, write_fd
+
+    def close(self, wait_s: float = 10.0) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            try:
+                self.proc.wait(timeout=wait_s)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def start_guard() -> Guard:
+    """Start the guard of this process's tree (before Ray starts its processes).
+
+    The guard runs in its own session, so the terminal's Ctrl-C and a scheduler's signal to the
+    driver's process group do not reach it; it exits by itself once it has cleaned up."""
+    read_fd, write_fd = os.pipe()
+    os.set_inheritable(read_fd, True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from runners.ray_local import guard_main; "
+                               "sys.exit(guard_main(int(sys.argv[1]), int(sys.argv[2])))",
+         str(os.getpid()), str(read_fd)],
+        pass_fds=(read_fd,), start_new_session=True, close_fds=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
+    os.close(read_fd)
+    # Ray's children must not inherit the write end, or the guard would wait for them too.
+    os.set_inheritable(write_fd, False)
+    return Guard(proc, write_fd)
