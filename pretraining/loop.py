@@ -27,15 +27,16 @@ from torch import nn
 
 from readouts.optim import warmup_cosine
 from walt.training import EMA
+from walt_probe.errors import ConfigurationError, TrainingDivergedError
 
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingDivergedError):
     """Training produced a NaN/inf loss; the newest checkpoint on disk predates it."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(ConfigurationError):
     """--resume found a checkpoint of a different run (size, variant, stage, batch, ...)."""
 
 

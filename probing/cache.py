@@ -35,12 +35,14 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from walt_probe.errors import CacheError
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-class CacheKeyMismatch(RuntimeError):
+class CacheKeyMismatch(CacheError):
     """A cache folder's manifest does not match the key it was opened with."""
 
 

@@ -22,9 +22,10 @@ from torch.utils.data import DataLoader
 from backbones.base import resolve_blocks
 from probing import cache as fc
 from probing.progress import Progress
+from walt_probe.errors import ConfigurationError
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """The probe's configuration cannot work (missing component, block out of range, ...)."""
 
 

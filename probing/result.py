@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from walt.checkpoint import write_text_atomic
+from walt_probe.errors import ResultFileError
 
 SCHEMA_VERSION = 2
 STATUS_OK, STATUS_DIVERGED, STATUS_FAILED = "ok", "diverged", "failed"
@@ -29,7 +30,7 @@ STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_FAILED)
 FILENAME = "metrics.json"
 
 
-class ResultError(ValueError):
+class ResultError(ResultFileError):
     """A result file is missing a field, has one of the wrong type, or is not a result at all."""
 
 
@@ -226,7 +227,7 @@ def failed(err: BaseException | str, output_dir: str | Path, traceback: str | No
 
 # ---- the code fingerprint ------------------------------------------------------------------------
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("walt", "backbones", "readouts", "tasks", "probing", "pretraining", "runners",
+CODE_PACKAGES = ("walt_probe", "walt", "backbones", "readouts", "tasks", "probing", "pretraining", "runners",
                  "search_spaces")
 _CODE: dict = {}
 

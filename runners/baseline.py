@@ -22,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from walt_probe.errors import ConfigurationError
+
 DEFAULT_OUT = "runs/baselines"
 
 
@@ -32,7 +34,7 @@ def add_arguments(parser) -> None:
                         help="items per batch while fitting and scoring (default: 32)")
 
 
-class NoTaskError(ValueError):
+class NoTaskError(ConfigurationError):
     """The parsed gin config does not name a task."""
 
 

@@ -29,6 +29,7 @@ from typing import Sequence
 import gin
 
 from walt.checkpoint import write_text_atomic  # noqa: F401  (re-exported for the commands)
+from walt_probe.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GIN_PACKAGE = "walt_probe_gin"  # the gin/ folder's name in an installed wheel (pyproject.toml)
@@ -62,7 +63,7 @@ def _drop_gin_probe_noise(record: logging.LogRecord) -> bool:
 logging.getLogger().addFilter(_drop_gin_probe_noise)
 
 
-class GinError(ValueError):
+class GinError(ConfigurationError):
     """A gin file or binding the user gave cannot be used; the message says why and what fits."""
 
 

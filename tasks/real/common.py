@@ -25,13 +25,15 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from walt_probe.errors import DatasetError
+
 log = logging.getLogger("tasks.real")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".mpeg")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(DatasetError):
     """The data on disk does not match the layout a reader expects; the message names the
     file, what was expected and, where there is one, the fix."""
 
