@@ -35,7 +35,7 @@ NOISE_STRIDE = 1_000_003  # > any split size here, so noise seeds of different n
 def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
     """(b,) long seeds of the fixed evaluation noise of each example (its index, offset by noise_seed)."""
     if "index" not in batch:
-        raise KeyError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
+        raise ConfigError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
                        "it seeds the fixed noise that makes features reproducible and cacheable")
     return torch.as_tensor(batch["index"]).long() + NOISE_STRIDE * int(noise_seed)
 
@@ -127,9 +127,15 @@ def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int
     """The cache entry holding all `blocks` for this split and t; extracts it if missing.
 
     Returns (entry, created). An existing entry with a superset of the blocks is reused.
+    Concurrent callers for the same entry (two `extract` commands, a sweep's workers) serialise
+    on a lock file (fc.entry_lock): the first extracts, the others wait and then read its entry.
     """
     key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed)
     entry = fc.CacheEntry.find(root, key)
     if entry is not None:
         return entry, False
-    return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True
+    with fc.entry_lock(root, key):
+        entry = fc.CacheEntry.find(root, key)  # committed while this process waited for the lock
+        if entry is not None:
+            return entry, False
+        return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True
