@@ -145,6 +145,8 @@ def _file_state(path: str | None):
     if not path:
         return None
     p = resolve_checkpoint(path)
+    if not p.is_file():
+        return (str(p),)  # loading it raises the CheckpointError that names it
     st = p.stat()
     return (str(p), st.st_size, st.st_mtime_ns)
 

@@ -125,6 +125,8 @@ def check(probe: Probe) -> Probe:
     probe.timestep = int(t)
     if probe.steps < 1 or probe.batch_size < 1:
         raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
+    if probe.cache_dtype not in fc.DTYPES:
+        raise ConfigError(f"Probe.cache_dtype = {probe.cache_dtype!r}; use one of {sorted(fc.DTYPES)}")
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import traceback
 from typing import Sequence
@@ -89,8 +90,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug_requested("--debug" in argv):
             traceback.print_exc()
         kind = "gin error: " if isinstance(err, gin_setup.GinError) else ""
-        print(f"walt-probe {command}: {kind}{one_line(err)}", file=sys.stderr, flush=True)
+        print(f"walt-probe {command}: {kind}{_without_gin_context(one_line(err))}", file=sys.stderr,
+              flush=True)
         return err.exit_code
+
+
+# gin appends "In call to configurable 'X' (<function ...>)" to errors raised inside a configurable;
+# the message already names the input, and the object address is noise in a one-line report.
+_GIN_CONTEXT = re.compile(r"\s*In call to configurable '[^']+' \(<[^>]*>\)")
+
+
+def _without_gin_context(text: str) -> str:
+    return _GIN_CONTEXT.sub("", text).strip()
 
 
 def _run(argv: list[str]) -> int:

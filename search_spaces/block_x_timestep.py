@@ -20,15 +20,15 @@ def block_x_timestep(blocks: Sequence | None = None, timesteps: Sequence[int] = 
     timesteps: diffusion timesteps in [0, 1000) (default: the paper's seven).
     variants: e.g. ('image', 'video') to overlay I-WALT and V-WALT; None keeps the gin value.
     """
-    from ray import tune  # imported here so registering spaces in gin stays cheap
-
-    if blocks is None:
-        blocks = tuple(range(num_blocks + 1)) if num_blocks is not None else DEPTH_FRACTIONS
     bad = [t for t in timesteps if isinstance(t, bool) or not isinstance(t, numbers.Real)
            or t != int(t) or not 0 <= int(t) < 1000]
     if bad:
         raise ConfigurationError(f"block_x_timestep.timesteps {bad}: timesteps are integers in "
                                  f"[0, 1000) (the diffusion step index); e.g. [0, 200, 500]")
+    from ray import tune  # imported here so registering spaces in gin stays cheap
+
+    if blocks is None:
+        blocks = tuple(range(num_blocks + 1)) if num_blocks is not None else DEPTH_FRACTIONS
     space = {"Probe.block": tune.grid_search(list(blocks)),
              "Probe.timestep": tune.grid_search([int(t) for t in timesteps])}
     if variants:
