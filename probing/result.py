@@ -145,7 +145,13 @@ class ProbeResult:
     @classmethod
     def read(cls, path: str | Path) -> "ProbeResult":
         path = Path(path)
-        return cls.from_json(path.read_text(), str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as err:
+            raise ResultError(f"{path}: not a text file (byte {err.start} does not decode); it is "
+                              f"damaged: rerun the trial (a sweep reruns a trial whose result it "
+                              f"cannot read)") from None
+        return cls.from_json(text, str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "ProbeResult":
