@@ -23,8 +23,8 @@ def block_x_timestep(blocks: Sequence | None = None, timesteps: Sequence[int] = 
     bad = [t for t in timesteps if isinstance(t, bool) or not isinstance(t, numbers.Real)
            or t != int(t) or not 0 <= int(t) < 1000]
     if bad:
-        raise ConfigurationError(f"block_x_timestep.timesteps {bad}: timesteps are integers in "
-                                 f"[0, 1000) (the diffusion step index); e.g. [0, 200, 500]")
+        raise ConfigurationError(f"block_x_timestep.timesteps {bad}: not integers or outside "
+                                 f"[0, 1000) (t is the diffusion step index); e.g. [0, 200, 500]")
     from ray import tune  # imported here so registering spaces in gin stays cheap
 
     if blocks is None:
