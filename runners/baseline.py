@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 from walt_probe.errors import ConfigurationError
@@ -71,12 +70,10 @@ def main(args, gin_args) -> int:
     from runners import gin_setup
     from tasks import baselines
 
-    try:
-        task = task_from_gin()
-        result = baselines.trivial_metrics(task, batch_size=args.batch_size)
-    except (NoTaskError, KeyError, ValueError) as err:
-        print(f"walt-probe baseline: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    # A config without a task or a task without a trivial predictor raises a WaltProbeError,
+    # reported once by runners/cli.py (exit 2).
+    task = task_from_gin()
+    result = baselines.trivial_metrics(task, batch_size=args.batch_size)
     result["gin"] = gin_args.to_dict()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
