@@ -150,8 +150,8 @@ def verify_weights(path: str | Path, sidecar: dict) -> str:
 
 def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Copies `state` into `module`, casting to the module's dtypes; raises CheckpointError
-    naming the first tensor whose shape differs (with both shapes) or listing missing and
-    unexpected keys."""
+    naming the first tensor whose shape differs (with both shapes), listing missing and
+    unexpected keys, or naming a tensor with NaN / inf values."""
     own = module.state_dict()
     for key, mine in own.items():  # the model's order: the first mismatch is the earliest-built tensor
         if key in state and tuple(mine.shape) != tuple(state[key].shape):
@@ -165,6 +165,13 @@ def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], source
         raise CheckpointError(f"{source}: state dict does not match the model; missing "
                               f"{missing[:5]}{'...' if len(missing) > 5 else ''}, unexpected "
                               f"{unexpected[:5]}{'...' if len(unexpected) > 5 else ''}")
+    # NaN / inf weights (damaged bytes in a file without a digest, a diverged export) would
+    # otherwise surface much later as a "diverged" readout, blaming the wrong thing.
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{source}: tensor '{bad[0]}' holds NaN or inf values"
+                              f"{f' (and {len(bad) - 1} more)' if len(bad) > 1 else ''}; the file is "
+                              f"damaged or was exported from a diverged run: {RECOVERY}")
     cast = {k: v.to(own[k].dtype) for k, v in state.items()}
     module.load_state_dict(cast, strict=True)
 

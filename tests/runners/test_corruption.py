@@ -31,6 +31,15 @@ def test_a_corrupt_checkpoint_is_refused_naming_it(tmp_path, how):
     assert str(path) in str(err.value) and "re-train" in str(err.value)
 
 
+def test_nan_weights_without_a_digest_are_refused_not_blamed_on_the_readout(tmp_path):
+    model = WALT.from_size("tiny", latent_shape=(2, 4, 4))
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    path = save_module(model, tmp_path / "nan.safetensors")  # its digest is right: the bytes are NaN
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        load_walt(path)
+
+
 def _trainer(run_dir, steps=3):
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
