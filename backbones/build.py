@@ -15,10 +15,14 @@ from pathlib import Path
 import torch
 
 from backbones.walt import WALTBackbone
-from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt
+from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt, read_sidecar
 from walt.noise import NoiseSchedule
+from walt.sizes import WALT_SIZES
 from walt.tokenizer import Tokenizer
 from walt.transformer import WALT
+from walt_probe.errors import CheckpointError, ConfigurationError
+
+SIZE_FIELDS = ("width", "depth", "num_heads")  # what a named WALT size fixes (walt/sizes.py)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,24 +39,33 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for root in roots:
         if (root / p).is_file():
             return root / p
-    raise FileNotFoundError(f"checkpoint '{path}' not found (looked in {Path.cwd()}"
+    raise CheckpointError(f"checkpoint '{path}' not found (looked in {Path.cwd()}"
                             + "".join(f", {r}" for r in roots) + "); set WALT_PROBE_ROOT to the "
                             "folder that holds checkpoints/ (e.g. a clone of the repository)")
 
 
-def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = "tiny",
+def build_backbone(size: str | None = None, variant: str | None = None, tokenizer: str = "tiny",
                    tokenizer_checkpoint: str | None = None, walt_checkpoint: str | None = None,
                    image_size: int = 64, num_frames: int = 17, repeat_images: bool | None = None,
                    schedule: str = "linear", seed: int = 0, device: str = "cpu",
                    dtype: str = "float32", compile: bool | str = False,
                    compile_mode: str | None = None, reuse: bool = True,
-                   video_route: str | None = None) -> WALTBackbone:
+                   video_route: str | None = None,
+                   allow_variant_override: bool = False) -> WALTBackbone:
     """A frozen WALT backbone.
 
-    size / tokenizer: named sizes (walt/sizes.py), used when no checkpoint is given.
-    tokenizer_checkpoint / walt_checkpoint: `.safetensors` paths written by save_module; a
-      checkpoint's own config wins over `size` / `tokenizer`.
-    variant: 'video' (V-WALT) or 'image' (I-WALT), applied to a loaded checkpoint too.
+    size / tokenizer: named sizes (walt/sizes.py). Without a checkpoint they pick the random
+      model (size None = 'tiny'). With walt_checkpoint the checkpoint's own config is what runs
+      and what results are labelled with; a `size` whose width / depth / heads differ from it
+      is refused (CheckpointError naming both), so a scaling study never files a model under
+      another size. (The tokenizer checkpoint is not checked against `tokenizer`: the shipped
+      tokenizer_small has the 'tiny' tokenizer's shape.)
+    tokenizer_checkpoint / walt_checkpoint: `.safetensors` paths written by save_module (their
+      sha256 is verified against the sidecar).
+    variant: 'video' (V-WALT) or 'image' (I-WALT); None = the checkpoint's own (random: 'video').
+      A variant other than the one the checkpoint was trained as is refused unless
+      allow_variant_override=True (same tensors, so an I-WALT checkpoint can run as V-WALT on
+      purpose; the result is then labelled with the variant that ran).
     image_size, num_frames: input clips (num_frames = 1 + 4k); sets a random WALT's latent grid.
     repeat_images: tile a single image over num_frames; None = the variant's protocol (V-WALT
       tiles, I-WALT takes the image as it is; paper App. D.1).
@@ -74,6 +87,14 @@ def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = 
     """
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if size is not None and size not in WALT_SIZES:
+        raise ConfigurationError(f"Backbone.size = {size!r} is not a named size; choose one of "
+                                 f"{', '.join(WALT_SIZES)}")
+    if variant not in (None, "video", "image"):
+        raise ConfigurationError(f"Backbone.variant = {variant!r}; choose 'video' (V-WALT) or 'image' (I-WALT)")
+    if walt_checkpoint:
+        variant = check_walt_checkpoint(walt_checkpoint, size, variant, allow_variant_override)
+    size, variant = size or "tiny", variant or "video"
     key = None
     if reuse:
         key = (size, variant, tokenizer, _file_state(tokenizer_checkpoint), _file_state(walt_checkpoint),
@@ -94,11 +115,44 @@ def build_backbone(size: str = "tiny", variant: str = "video", tokenizer: str = 
 _LAST_BUILT: dict = {}  # {arguments: (backbone, its fingerprint at build time)}: the last one only
 
 
+def check_walt_checkpoint(path: str, size: str | None, variant: str | None,
+                          allow_variant_override: bool = False) -> str:
+    """The variant to run a WALT checkpoint as; CheckpointError when its sidecar's shape is not
+    the configured `size`'s or (unless allowed) its trained variant is not `variant`."""
+    path = resolve_checkpoint(path)
+    sidecar = read_sidecar(path)
+    cfg = sidecar.get("config", {})
+    if sidecar.get("kind") == "walt" and size is not None:
+        want = {k: WALT_SIZES[size][k] for k in SIZE_FIELDS}
+        have = {k: cfg.get(k) for k in SIZE_FIELDS}
+        if have != want:
+            named = next((n for n, row in WALT_SIZES.items()
+                          if all(row[k] == have[k] for k in SIZE_FIELDS)), None)
+            raise CheckpointError(
+                f"checkpoint '{path}' is {'size ' + repr(named) if named else 'an unnamed size'} "
+                f"({', '.join(f'{k}={v}' for k, v in have.items())}) but the configured size is "
+                f"{size!r} ({', '.join(f'{k}={v}' for k, v in want.items())}); include "
+                f"backbones/{named or '<size>'}.gin (BACKBONE_SIZE = {named!r}) or pick the "
+                f"checkpoint of size {size!r}")
+    trained = cfg.get("variant")
+    if variant is None:
+        return trained
+    if trained is not None and variant != trained and not allow_variant_override:
+        raise CheckpointError(
+            f"checkpoint '{path}' was trained as {'I-WALT' if trained == 'image' else 'V-WALT'} "
+            f"(variant {trained!r}) but Backbone.variant = {variant!r}; set VARIANT = {trained!r}, "
+            f"pick the other checkpoint, or bind Backbone.allow_variant_override = True to run it "
+            f"as {variant!r} on purpose")
+    return variant
+
+
 def _file_state(path: str | None):
     """(path, size, mtime_ns) of a checkpoint, so a rewritten file is never served stale."""
     if not path:
         return None
     p = resolve_checkpoint(path)
+    if not p.is_file():
+        return (str(p),)  # loading it raises the CheckpointError that names it
     st = p.stat()
     return (str(p), st.st_size, st.st_mtime_ns)
 

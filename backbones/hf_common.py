@@ -27,13 +27,14 @@ from torch import Tensor
 from backbones.base import NoiseLevel, resolve_blocks
 from walt.noise import eval_noise
 from walt.training import uint8_to_unit
+from walt_probe.errors import CheckpointError, ConfigurationError
 
 
-class ModelDirError(ValueError):
+class ModelDirError(CheckpointError):
     """A weights directory is missing, incomplete, or holds another model class."""
 
 
-class ClipShapeError(ValueError):
+class ClipShapeError(ConfigurationError):
     """A clip's frame count or resolution is one the model cannot take."""
 
 

@@ -7,8 +7,12 @@ EMA state is all a resume needs to continue the uninterrupted loss curve exactly
 
 Checkpoints: `<run>/checkpoints/step_XXXXXXX.pt` (torch.save of model, EMA, optimizer, history,
 identity), written to a temp file in the same folder and renamed, so a killed run never leaves a
-half-written checkpoint. The newest regular checkpoint and every named-fraction checkpoint are
-kept; older regular ones are deleted. A non-finite loss stops the run before the next save, so
+half-written checkpoint; `step_XXXXXXX.pt.digest` records the file's xxh3-128 (fast: a
+1.9B model's state with optimizer is ~30 GB, hashed at ~10 GB/s). The newest regular
+checkpoint and every named-fraction checkpoint are kept; older regular ones are deleted. A
+resume loads with `torch.load(weights_only=True)` (tensors and plain containers only) and skips,
+with a warning, a state whose digest differs or that does not load (disk corruption after the
+rename), taking the newest intact one. A non-finite loss stops the run before the next save, so
 the newest checkpoint on disk is always a finite one.
 """
 
@@ -18,24 +22,28 @@ import dataclasses
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 import torch.distributed as dist
+import xxhash
 from torch import nn
 
 from readouts.optim import warmup_cosine
+from walt.checkpoint import write_text_atomic
 from walt.training import EMA
+from walt_probe.errors import CheckpointError, ConfigurationError, IntegrityError, TrainingDivergedError
 
 _CKPT = re.compile(r"^step_(\d{7})\.pt$")
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TrainingDivergedError):
     """Training produced a NaN/inf loss; the newest checkpoint on disk predates it."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(ConfigurationError):
     """--resume found a checkpoint of a different run (size, variant, stage, batch, ...)."""
 
 
@@ -83,23 +91,71 @@ def checkpoint_path(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:07d}.pt"
 
 
-def latest_checkpoint(run_dir: Path) -> Optional[Path]:
-    """The checkpoint of the highest step under <run_dir>/checkpoints, or None."""
+def checkpoints_newest_first(run_dir: Path) -> list[Path]:
+    """The step_*.pt checkpoints under <run_dir>/checkpoints, highest step first."""
     folder = Path(run_dir) / "checkpoints"
     found = sorted((int(m.group(1)), p) for p in folder.glob("step_*.pt") if (m := _CKPT.match(p.name)))
-    return found[-1][1] if found else None
+    return [p for _, p in reversed(found)]
+
+
+def latest_checkpoint(run_dir: Path) -> Optional[Path]:
+    """The checkpoint of the highest step under <run_dir>/checkpoints, or None."""
+    found = checkpoints_newest_first(run_dir)
+    return found[0] if found else None
+
+
+def digest_path(path: Path) -> Path:
+    """step_0000010.pt -> step_0000010.pt.digest ('xxh3_128:<hex>' of the state file)."""
+    return Path(path).with_name(Path(path).name + ".digest")
+
+
+def _digest(path: Path) -> str:
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(8 << 20), b""):
+            h.update(chunk)
+    return f"xxh3_128:{h.hexdigest()}"
 
 
 def save_atomic(obj, path: Path) -> None:
-    """torch.save through a temp file in the same folder + os.replace."""
+    """torch.save through a temp file in the same folder + os.replace; then its digest file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         torch.save(obj, tmp)
+        digest = _digest(tmp)
+        digest_path(path).unlink(missing_ok=True)  # a stale digest must never vouch for new bytes
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    write_text_atomic(digest_path(path), digest + "\n")
+
+
+def load_state(path: Path, map_location) -> dict:
+    """A training state saved by save_atomic; IntegrityError when its digest differs from the
+    recorded one or it does not load (truncated, garbled). weights_only=True: tensors, numbers,
+    strings and containers only, nothing executable."""
+    path = Path(path)
+    side = digest_path(path)
+    if side.is_file():
+        want = side.read_text().strip()
+        got = _digest(path)
+        if got != want:
+            raise IntegrityError(path, STATE_RECOVERY, f"its digest is {got[:21]}... but "
+                                                       f"{side.name} records {want[:21]}...")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - zip, unpickling and EOF errors all mean unreadable
+        raise IntegrityError(path, STATE_RECOVERY, f"it does not load ({type(err).__name__}: "
+                                                   f"{str(err).splitlines()[0] if str(err) else ''})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step"} <= set(state):
+        raise IntegrityError(path, STATE_RECOVERY, "it is not a training state (no model / optimizer / step)")
+    return state
+
+
+STATE_RECOVERY = ("delete it to resume from the previous state, or start the run again without "
+                  "--resume in a new Run.output_dir")
 
 
 def named_fraction_steps(steps: int, fractions) -> dict[int, str]:
@@ -176,9 +232,28 @@ class Trainer:
                 "ema": self.ema.state_dict() if self.ema else None, "step": self.step,
                 "history": self.history, "timing": self.timing, "identity": self.identity}
 
-    def resume(self, path: Path) -> None:
-        """Loads a checkpoint of this same run, or fails naming what differs."""
-        state = torch.load(path, map_location=self.d.device, weights_only=False)
+    def resume_latest(self) -> Path:
+        """Resumes from the newest intact checkpoint of this run; corrupt ones are skipped with a
+        warning (the log says which and why). CheckpointError when none is intact."""
+        candidates = checkpoints_newest_first(self.run_dir)
+        problems = []
+        for path in candidates:
+            try:
+                state = load_state(path, self.d.device)
+            except IntegrityError as err:
+                problems.append(str(err))
+                self.log(f"WARNING: skipping corrupt checkpoint: {err}")
+                warnings.warn(f"--resume skips {path}: {err}", stacklevel=2)
+                continue
+            self.resume(path, state)
+            return path
+        raise CheckpointError(f"--resume: no intact checkpoint under {self.run_dir / 'checkpoints'} "
+                              f"({len(candidates)} tried: {'; '.join(problems) or 'none found'}); start "
+                              f"again without --resume in a new Run.output_dir")
+
+    def resume(self, path: Path, state: dict | None = None) -> None:
+        """Loads a checkpoint of this same run (`state`: already loaded), or fails naming what differs."""
+        state = load_state(path, self.d.device) if state is None else state
         theirs = state.get("identity", {})
         diffs = [k for k in sorted(set(theirs) | set(self.identity)) if theirs.get(k) != self.identity.get(k)]
         if diffs:
@@ -215,6 +290,7 @@ class Trainer:
             for old in (self.run_dir / "checkpoints").glob("step_*.pt"):
                 if old not in keep:
                     old.unlink(missing_ok=True)
+                    digest_path(old).unlink(missing_ok=True)
             if self.on_save is not None:
                 self.on_save(self.step, tag, self.ema_module())
         self.d.barrier()

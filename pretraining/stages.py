@@ -22,6 +22,7 @@ from pretraining.artifacts import (contact_sheet, count_training_flops, device_d
 from pretraining.data import (LatentBank, datasets_from, fingerprint_clips, iter_unit_batches,
                                    load_clips, tokenizer_batch)
 from pretraining.loop import Dist, LoopConfig, Trainer, close_dist, init_dist, latest_checkpoint
+from walt_probe.errors import CheckpointError, ConfigurationError
 from walt.training import (Reconstruct, seed_everything, diffusion_loss, latent_statistics, psnr, tokenizer_loss,
                            uint8_to_unit, unit_to_uint8)
 
@@ -62,10 +63,10 @@ class _Run:
         self.t0 = time.perf_counter()
         existing = latest_checkpoint(self.dir)
         if resume and existing is None:
-            raise FileNotFoundError(f"--resume: no checkpoint under {self.dir / 'checkpoints'}; start "
-                                    f"without --resume")
+            raise CheckpointError(f"--resume: no checkpoint under {self.dir / 'checkpoints'}; start "
+                                  f"without --resume")
         if not resume and existing is not None:
-            raise ValueError(f"{self.dir} already holds checkpoints (newest {existing.name}); pass --resume "
+            raise ConfigurationError(f"{self.dir} already holds checkpoints (newest {existing.name}); pass --resume "
                              f"to continue that run, or set Run.output_dir to a new folder")
         self.resume_from = existing if resume else None
         if d.is_main:
@@ -175,7 +176,7 @@ def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
 
     trainer = Trainer(model, _loop_config(cfg), r.dir, d, identity, loss_fn, on_save, r.log)
     if r.resume_from:
-        trainer.resume(r.resume_from)
+        trainer.resume_latest()
     # Model FLOPs of one step (forward + backward), for MFU; counted once, gradients discarded.
     flops = count_training_flops(lambda: loss_fn(trainer.step, trainer.forward_model)[0]) * d.world_size
     trainer.opt.zero_grad(set_to_none=True)
@@ -197,8 +198,8 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     # 1. Data: clips -> frozen tokenizer -> clip latents and per-frame image latents.
     tok_path = Path(cfg.tokenizer_checkpoint).expanduser()
     if not tok_path.is_file():
-        raise FileNotFoundError(f"Pretrain.tokenizer_checkpoint {tok_path} does not exist; train one with "
-                                f"experiments/pretrain_tokenizer_*.gin first")
+        raise CheckpointError(f"Pretrain.tokenizer_checkpoint {tok_path} does not exist; train one with "
+                              f"experiments/pretrain_tokenizer_*.gin first")
     tokenizer = load_tokenizer(str(tok_path)).to(d.device).float().eval()
     train = load_clips(datasets_from(cfg.train_data, "train"), num_frames=cfg.num_frames,
                        image_size=cfg.image_size, num_workers=cfg.num_workers, where="train data")
@@ -284,7 +285,7 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
 
     trainer = Trainer(model, _loop_config(cfg), r.dir, d, identity, loss_fn, on_save, r.log)
     if r.resume_from:
-        trainer.resume(r.resume_from)
+        trainer.resume_latest()
     # Model FLOPs of one step: forward + backward, plus the self-conditioning forward on the
     # expected fraction of steps (a forward is a third of forward + backward).
     counting[0] = True

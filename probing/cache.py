@@ -15,25 +15,39 @@ against the manifest field by field: an entry written under a different key cann
 Writes are atomic at the entry level: shards and manifest go into a hidden `.partial-*` folder
 that is renamed into place only when complete. An interrupted extract leaves a `.partial-*`
 folder that no reader ever opens (`remove_stale_partials` deletes them).
+
+Integrity: each shard's manifest row records a fast digest (xxh3-128) of the shard's bytes,
+computed from the serialised bytes while writing (no second read). Opening an entry verifies
+every shard once per process and file state (path, size, mtime), raising `IntegrityError`
+naming the shard and the recovery (delete the entry folder and extract again). Cost on a 1 GB
+entry: benchmarks/results/cache_integrity.md. Entries written before digests existed open with a
+warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import math
+import mmap
 import os
 import shutil
 import socket
 import time
 import uuid
+import warnings
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
 import torch
+import xxhash
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
+
+from walt_probe.errors import CacheError, IntegrityError
 
 # 2: items hold `feature_spans` (the frames each feature frame covers) and, for an augmenting
 # split, `view`; format-1 entries lack them and are extracted again.
@@ -42,8 +56,43 @@ MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
-class CacheKeyMismatch(RuntimeError):
+class CacheKeyMismatch(CacheError):
     """A cache folder's manifest does not match the key it was opened with."""
+
+
+DIGEST = "xxh3_128"  # fast (~10 GB/s a core), not cryptographic: it detects corruption, not forgery
+_VERIFIED: set = set()  # (real path, size, mtime_ns, digest) of shards verified by this process
+
+
+def shard_digest(path: str | Path) -> str:
+    """xxh3-128 hex digest of a file's bytes, hashed straight from a read-only memory map (no
+    copies into Python objects; the bytes are the ones a later safetensors mmap read sees)."""
+    with open(path, "rb") as fh:
+        if os.fstat(fh.fileno()).st_size == 0:
+            return xxhash.xxh3_128(b"").hexdigest()
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return xxhash.xxh3_128(mm).hexdigest()
+
+
+def recovery(entry_dir: Path) -> str:
+    return (f"delete {entry_dir} and run again: the probe (Probe.use_cache) or `walt-probe "
+            f"extract` re-extracts it")
+
+
+def verify_shard(path: Path, want: str | None, entry_dir: Path) -> None:
+    """Raises IntegrityError when `path`'s digest is not `want`; each file state is hashed once
+    per process (a sweep worker's trials share entries)."""
+    if want is None:
+        return
+    st = path.stat()
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, want)
+    if key in _VERIFIED:
+        return
+    got = shard_digest(path)
+    if got != want:
+        raise IntegrityError(path, recovery(entry_dir),
+                             f"its {DIGEST} is {got[:12]}... but the manifest records {want[:12]}...")
+    _VERIFIED.add(key)
 
 
 def _digest(obj) -> str:
@@ -180,10 +229,13 @@ class CacheWriter:
             return
         tensors = {k: torch.cat([e[k] for e in self._buf]).contiguous() for k in self._buf[0]}
         name = f"shard_{len(self._shards):05d}.safetensors"
-        save_file(tensors, str(self.tmp / f".{name}.tmp"))
+        # Serialise to memory once: the digest is of exactly the bytes written, with no re-read.
+        data = serialize(tensors)
+        with open(self.tmp / f".{name}.tmp", "wb") as fh:
+            fh.write(data)
         os.replace(self.tmp / f".{name}.tmp", self.tmp / name)
-        self._shards.append({"file": name, "num_examples": self._buffered,
-                             "bytes": (self.tmp / name).stat().st_size})
+        self._shards.append({"file": name, "num_examples": self._buffered, "bytes": len(data),
+                             DIGEST: xxhash.xxh3_128(data).hexdigest()})
         self.num_examples += self._buffered
         self._buf, self._buffered = [], 0
 
@@ -213,11 +265,21 @@ class CacheEntry:
         self.num_examples = int(manifest["num_examples"])
 
     @classmethod
-    def open(cls, root: str | Path, key: CacheKey) -> "CacheEntry":
-        """Opens the entry of exactly `key`; raises FileNotFoundError or CacheKeyMismatch."""
+    def open(cls, root: str | Path, key: CacheKey, verify: bool = True) -> "CacheEntry":
+        """Opens the entry of exactly `key`; raises FileNotFoundError, CacheKeyMismatch, or
+        IntegrityError (a manifest that does not parse, a shard whose digest differs)."""
         path = Path(root) / key.folder_name
-        manifest = json.loads((path / MANIFEST).read_text())
-        stored = manifest.get("key", {})
+        try:
+            manifest = json.loads((path / MANIFEST).read_text())
+            stored = manifest["key"]
+            shards = manifest["shards"]
+        except FileNotFoundError:
+            raise
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise IntegrityError(path / MANIFEST, recovery(path), f"it does not parse as a cache "
+                                 f"manifest ({type(err).__name__}: {err})") from None
+        if not isinstance(stored, dict):
+            raise IntegrityError(path / MANIFEST, recovery(path), "its 'key' is not an object")
         wanted = key.to_json()
         diff = [f for f in wanted if stored.get(f) != wanted[f]]
         if diff:
@@ -225,11 +287,18 @@ class CacheEntry:
                 f"cache entry {path} was written for a different key (fields {diff} differ: "
                 f"stored {[stored.get(f) for f in diff]}, wanted {[wanted[f] for f in diff]}); "
                 f"delete that folder and extract again.")
-        for shard in manifest["shards"]:
+        unverifiable = False
+        for shard in shards:
             f = path / shard["file"]
             if not f.is_file() or f.stat().st_size != shard["bytes"]:
-                raise CacheKeyMismatch(f"cache shard {f} is missing or has the wrong size; delete "
-                                       f"{path} and extract again.")
+                raise IntegrityError(f, recovery(path), f"it is missing or has {f.stat().st_size if f.is_file() else 0} "
+                                     f"bytes, not the {shard['bytes']} the manifest records")
+            if verify:
+                verify_shard(f, shard.get(DIGEST), path)
+            unverifiable |= DIGEST not in shard
+        if verify and unverifiable:
+            warnings.warn(f"cache entry {path} predates shard digests: its bytes cannot be verified "
+                          f"(delete it to re-extract with digests)", stacklevel=2)
         return cls(path, manifest)
 
     @classmethod
@@ -248,8 +317,15 @@ class CacheEntry:
         for path in candidates:
             try:
                 stored = json.loads((path / MANIFEST).read_text())["key"]
+                if not needed <= set(stored["blocks"]):
+                    continue
                 entry = cls.open(root, key.with_blocks(stored["blocks"]))
-            except (FileNotFoundError, KeyError, json.JSONDecodeError, CacheKeyMismatch):
+            except (FileNotFoundError, CacheKeyMismatch):
+                continue
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+                if path == exact:  # the entry this key would write: corrupt, not someone else's
+                    raise IntegrityError(path / MANIFEST, recovery(path),
+                                         f"it does not parse as a cache manifest ({err})") from None
                 continue
             if needed <= set(entry.blocks):
                 return entry
@@ -370,6 +446,42 @@ class ResidentBlock:
             for sl in slices:
                 sel = idx[sl]
                 yield self.features[sel].float(), {k: v[sel] for k, v in self.items.items()}
+
+
+@contextlib.contextmanager
+def entry_lock(root: str | Path, key: CacheKey, log_every_s: float = 30.0):
+    """Holds an exclusive lock on `<root>/.lock-<entry folder>` (fcntl.flock) for the block.
+
+    A second process asking for the same entry waits here, printing who holds it (the PID written
+    into the lock file) every `log_every_s`. The kernel drops the lock when its holder exits, even
+    on kill -9, so a stale lock file never blocks anyone. flock is per host: on a shared file
+    system two hosts may still extract the same entry once each (commit keeps the first).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f".lock-{key.folder_name}"
+    with open(path, "a+") as fh:
+        waited, t0 = False, time.time()
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited or time.time() - t0 > log_every_s:
+                    fh.seek(0)
+                    holder = fh.read().strip() or "another process"
+                    print(f"cache: waiting for {holder} to finish extracting {key.folder_name}",
+                          flush=True)
+                    waited, t0 = True, time.time()
+                time.sleep(0.2)
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def remove_stale_partials(root: str | Path, older_than_s: float = 24 * 3600) -> int:

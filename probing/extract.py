@@ -33,9 +33,10 @@ from torch.utils.data import DataLoader
 from backbones.base import frame_spans, resolve_blocks
 from probing import cache as fc
 from probing.progress import Progress
+from walt_probe.errors import ConfigurationError
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """The probe's configuration cannot work (missing component, block out of range, ...)."""
 
 
@@ -75,7 +76,7 @@ def add_feature_spans(batch: dict, backbone, feats: dict) -> dict:
 def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
     """(b,) long seeds of the fixed evaluation noise of each example (its index, offset by noise_seed)."""
     if "index" not in batch:
-        raise KeyError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
+        raise ConfigError("items have no 'index' key; the Task contract (tasks/task.py) requires one, "
                        "it seeds the fixed noise that makes features reproducible and cacheable")
     return torch.as_tensor(batch["index"]).long() + NOISE_STRIDE * int(noise_seed)
 
@@ -190,10 +191,16 @@ def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int
 
     views: K augmented views per example for an augmenting split (required there; see the
     module docstring). Returns (entry, created). An existing entry with a superset of the
-    blocks is reused.
+    blocks is reused. Concurrent callers for the same entry (two `extract` commands, a sweep's
+    workers) serialise on a lock file (fc.entry_lock): the first extracts, the others wait and
+    then read its entry.
     """
     key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views)
     entry = fc.CacheEntry.find(root, key)
     if entry is not None:
         return entry, False
-    return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True
+    with fc.entry_lock(root, key):
+        entry = fc.CacheEntry.find(root, key)  # committed while this process waited for the lock
+        if entry is not None:
+            return entry, False
+        return extract(backbone, task, key, root, batch_size=batch_size, num_workers=num_workers), True

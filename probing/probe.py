@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import time
 import traceback
 from pathlib import Path
@@ -116,10 +117,24 @@ def check(probe: Probe) -> Probe:
                         "'tasks/synthetic/<analog>.gin'"}
         raise ConfigError("the probe has no " + " and no ".join(missing) + ": set "
                          + "; ".join(hint[m] for m in missing))
-    if not 0 <= int(probe.timestep) < 1000:
-        raise ConfigError(f"Probe.timestep = {probe.timestep} is outside [0, 1000)")
+    if not _is_task(probe.task):
+        raise ConfigError(f"Probe.task = {probe.task!r} is not a Task (tasks/task.py): bind a task "
+                          f"builder, e.g. TASK = @SyntheticMotionActions() (note the @ and the "
+                          f"parentheses), or include a file from gin/tasks/")
+    if not callable(getattr(probe.backbone, "features", None)):
+        raise ConfigError(f"Probe.backbone = {probe.backbone!r} is not a Backbone (backbones/base.py): "
+                          f"bind Probe.backbone = @Backbone() (include 'backbones/small.gin')")
+    t = probe.timestep
+    if isinstance(t, bool) or not isinstance(t, numbers.Real) or t != int(t):
+        raise ConfigError(f"Probe.timestep = {t!r} is not an integer; t is the diffusion step "
+                          f"index in [0, 1000) (e.g. --gin.TIMESTEP=200)")
+    if not 0 <= int(t) < 1000:
+        raise ConfigError(f"Probe.timestep = {t} is outside [0, 1000)")
+    probe.timestep = int(t)
     if probe.steps < 1 or probe.batch_size < 1:
         raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
+    if probe.cache_dtype not in fc.DTYPES:
+        raise ConfigError(f"Probe.cache_dtype = {probe.cache_dtype!r}; use one of {sorted(fc.DTYPES)}")
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
@@ -135,6 +150,10 @@ def check(probe: Probe) -> Probe:
         raise ConfigError(f"Probe.compile_head = {probe.compile_head!r}; use None (eager) or one of "
                           f"{COMPILE_MODES[1:]}")
     return probe
+
+
+def _is_task(task) -> bool:
+    return all(hasattr(task, a) for a in ("name", "split", "make_head", "loss", "metric"))
 
 
 RESIDENCES = ("auto", "device", "host", "stream")

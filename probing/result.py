@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from walt.checkpoint import write_text_atomic
+from walt_probe.errors import ResultFileError
 
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (2, 3)
@@ -32,7 +33,7 @@ STATUSES = (STATUS_OK, STATUS_DIVERGED, STATUS_FAILED)
 FILENAME = "metrics.json"
 
 
-class ResultError(ValueError):
+class ResultError(ResultFileError):
     """A result file is missing a field, has one of the wrong type, or is not a result at all."""
 
 
@@ -160,7 +161,13 @@ class ProbeResult:
     @classmethod
     def read(cls, path: str | Path) -> "ProbeResult":
         path = Path(path)
-        return cls.from_json(path.read_text(), str(path))
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError as err:
+            raise ResultError(f"{path}: not a text file (byte {err.start} does not decode); it is "
+                              f"damaged: rerun the trial (a sweep reruns a trial whose result it "
+                              f"cannot read)") from None
+        return cls.from_json(text, str(path))
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "<dict>") -> "ProbeResult":
@@ -249,7 +256,7 @@ def failed(err: BaseException | str, output_dir: str | Path, traceback: str | No
 
 # ---- the code fingerprint ------------------------------------------------------------------------
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CODE_PACKAGES = ("walt", "backbones", "readouts", "tasks", "probing", "pretraining", "runners",
+CODE_PACKAGES = ("walt_probe", "walt", "backbones", "readouts", "tasks", "probing", "pretraining", "runners",
                  "search_spaces")
 _CODE: dict = {}
 

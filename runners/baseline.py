@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
+
+from walt_probe.errors import ConfigurationError
 
 DEFAULT_OUT = "runs/baselines"
 
@@ -32,7 +33,7 @@ def add_arguments(parser) -> None:
                         help="items per batch while fitting and scoring (default: 32)")
 
 
-class NoTaskError(ValueError):
+class NoTaskError(ConfigurationError):
     """The parsed gin config does not name a task."""
 
 
@@ -69,12 +70,10 @@ def main(args, gin_args) -> int:
     from runners import gin_setup
     from tasks import baselines
 
-    try:
-        task = task_from_gin()
-        result = baselines.trivial_metrics(task, batch_size=args.batch_size)
-    except (NoTaskError, KeyError, ValueError) as err:
-        print(f"walt-probe baseline: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
+    # A config without a task or a task without a trivial predictor raises a WaltProbeError,
+    # reported once by runners/cli.py (exit 2).
+    task = task_from_gin()
+    result = baselines.trivial_metrics(task, batch_size=args.batch_size)
     result["gin"] = gin_args.to_dict()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

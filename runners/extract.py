@@ -8,8 +8,6 @@ The work is probing/extract.py's `ensure_entry`; this module reads the probe's s
 
 from __future__ import annotations
 
-import sys
-
 from probing.extract import ConfigError, ensure_probe_entry, resolve_block
 
 # ----------------------------------------------------------------------------- CLI
@@ -40,24 +38,17 @@ def main(args, gin_args) -> int:
     from probing.probe import place_backbone
     from runners import configurables, trial
 
-    try:
-        probe = trial.build_probe()
-    except ConfigError as err:
-        print(f"walt-probe extract: {err}", file=sys.stderr)
-        return 2
+    # Bad input raises a walt_probe.errors.WaltProbeError, reported by runners/cli.py.
+    probe = trial.build_probe()
     place_backbone(probe.backbone, configurables.Run().torch_device())
-    try:
-        specs = _parse_blocks(args.blocks) if args.blocks else [probe.block, *probe.cache_blocks]
-        blocks = sorted({resolve_block(s, probe.backbone.num_blocks) for s in specs})
-    except ConfigError as err:
-        print(f"walt-probe extract: {err}", file=sys.stderr)
-        return 2
+    specs = _parse_blocks(args.blocks) if args.blocks else [probe.block, *probe.cache_blocks]
+    blocks = sorted({resolve_block(s, probe.backbone.num_blocks) for s in specs})
     for split in args.split or ["train", "val"]:
         try:
             entry, created = ensure_probe_entry(probe, split, blocks)
-        except (KeyError, ConfigError) as err:  # no such split; an augmenting split without K views
-            print(f"walt-probe extract: {err.args[0]}", file=sys.stderr)
-            return 2
+        except KeyError:
+            raise ConfigError(f"task {probe.task.name} has no split {split!r} (it has "
+                              f"{sorted(probe.task.datasets)}); pass --split with one of them") from None
         print(f"{'extracted' if created else 'cached   '} {probe.task.name}/{split} t={probe.timestep} "
               f"blocks={list(entry.blocks)} n={entry.num_examples} -> {entry.path}")
     return 0

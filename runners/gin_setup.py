@@ -29,6 +29,7 @@ from typing import Sequence
 import gin
 
 from walt.checkpoint import write_text_atomic  # noqa: F401  (re-exported for the commands)
+from walt_probe.errors import ConfigurationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 GIN_PACKAGE = "walt_probe_gin"  # the gin/ folder's name in an installed wheel (pyproject.toml)
@@ -62,7 +63,7 @@ def _drop_gin_probe_noise(record: logging.LogRecord) -> bool:
 logging.getLogger().addFilter(_drop_gin_probe_noise)
 
 
-class GinError(ValueError):
+class GinError(ConfigurationError):
     """A gin file or binding the user gave cannot be used; the message says why and what fits."""
 
 
@@ -210,7 +211,17 @@ def parse(args: GinArgs, extra_bindings: Sequence[str] = (), finalize: bool = Tr
         except (ValueError, KeyError, SyntaxError, TypeError, tokenize.TokenError) as err:
             raise GinError(_explain(binding, err)) from err
     if finalize:
-        gin.finalize()
+        try:
+            gin.finalize()
+        except ValueError as err:
+            # A required value (`%gin.REQUIRED`) left unset, or a reference to an unknown name.
+            m = re.match(r"(\S+) set to `%gin.REQUIRED`", str(err))
+            if m:
+                key = m.group(1)  # 'MACRO/macro.value' for a macro, 'Name.param' otherwise
+                name = key.split("/")[0] if key.endswith(".value") else key
+                raise GinError(f"{name} is required but not set: bind it, e.g. --gin.{name}=... "
+                               f"(the header of the gin file that declares it says what it takes)") from err
+            raise GinError(str(err).splitlines()[0]) from err
 
 
 def save_operative_config(run_dir: Path, args: GinArgs | None = None) -> Path:

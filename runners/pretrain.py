@@ -20,10 +20,10 @@ the data fingerprint, throughput), operative_config.gin.
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Any, Optional
 
 from runners import gin_setup
+from walt_probe.errors import ConfigurationError
 
 
 @dataclasses.dataclass
@@ -92,22 +92,22 @@ class Pretrain:
     zero_terminal_snr: bool = True
 
     def validate(self) -> None:
-        """Raises ValueError naming the first setting that cannot work, and the fix."""
+        """Raises ConfigurationError naming the first setting that cannot work, and the fix."""
         choices = {"stage": ("tokenizer", "diffusion"), "variant": ("video", "image"),
                    "precision": ("auto", "bf16", "fp32"), "export_dtype": ("float32", "bfloat16")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"Pretrain.{name} = {getattr(self, name)!r}; choose one of {allowed}")
+                raise ConfigurationError(f"Pretrain.{name} = {getattr(self, name)!r}; choose one of {allowed}")
         if self.train_data is None:
-            raise ValueError("Pretrain.train_data is not set; bind it in the gin file, e.g. "
-                             "Pretrain.train_data = @train/SyntheticClips() (or @train/TaskVideos() for a Task's videos)")
+            raise ConfigurationError("Pretrain.train_data is not set; bind it in the gin file, e.g. "
+                                     "Pretrain.train_data = @train/SyntheticClips() (or @train/TaskVideos() for a Task's videos)")
         if self.stage == "diffusion" and not self.tokenizer_checkpoint:
-            raise ValueError("the diffusion stage needs Pretrain.tokenizer_checkpoint (the "
-                             "export/tokenizer.safetensors of a tokenizer run)")
+            raise ConfigurationError("the diffusion stage needs Pretrain.tokenizer_checkpoint (the "
+                                     "export/tokenizer.safetensors of a tokenizer run)")
         if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("Pretrain.steps and Pretrain.batch_size must be >= 1")
+            raise ConfigurationError("Pretrain.steps and Pretrain.batch_size must be >= 1")
         if not 0 <= self.image_fraction <= 1 or not 0 <= self.self_cond_prob <= 1:
-            raise ValueError("Pretrain.image_fraction and Pretrain.self_cond_prob are probabilities in [0, 1]")
+            raise ConfigurationError("Pretrain.image_fraction and Pretrain.self_cond_prob are probabilities in [0, 1]")
 
     def settings(self) -> dict:
         """The plain settings (data objects replaced by their repr), for run.json."""
@@ -129,17 +129,15 @@ def main(args, gin_args: gin_setup.GinArgs) -> int:
     import gin
 
     from pretraining import stages as pretrain_stages
-    from pretraining.loop import NonFiniteLossError, ResumeMismatchError
 
-    # The gin-wrapped classes carry the bindings of the parsed files.
+    # The gin-wrapped classes carry the bindings of the parsed files. Bad settings, a missing
+    # tokenizer, a foreign or corrupt checkpoint raise WaltProbeErrors (runners/cli.py: exit 2);
+    # a diverged loss raises NonFiniteLossError (exit 1).
     cfg, run = gin.get_configurable("Pretrain")(), gin.get_configurable("Run")()
-    try:
-        cfg.validate()
-        result = pretrain_stages.run_stage(
-            cfg, run, lambda run_dir: gin_setup.save_operative_config(run_dir, gin_args), resume=args.resume, stop_after=args.stop_after)
-    except (NonFiniteLossError, ResumeMismatchError, ValueError, FileNotFoundError) as err:
-        print(f"walt-probe pretrain: {err}", file=sys.stderr)
-        return 1
+    cfg.validate()
+    result = pretrain_stages.run_stage(
+        cfg, run, lambda run_dir: gin_setup.save_operative_config(run_dir, gin_args), resume=args.resume,
+        stop_after=args.stop_after)
     if result.get("is_main", True):
         print(f"walt-probe pretrain: {cfg.stage} run written to {run.path}")
     return 0

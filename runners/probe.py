@@ -4,20 +4,14 @@
 
 Prints one line (headline metric, direction, where the features came from) and writes
 metrics.json, operative_config.gin and a TensorBoard log to Run.output_dir. Exit status: 0 ok,
-1 when the loss diverged (no metric is reported), 2 on bad configuration.
+1 when the loss diverged (no metric is reported), 2 on bad input (reported by runners/cli.py).
 """
 
 from __future__ import annotations
 
-import sys
-
 
 def main(args, gin_args) -> int:
-    from runners import gin_setup, trial
+    from runners import trial
 
-    try:
-        result = trial.run_probe(gin_args)
-    except (trial.ConfigError, gin_setup.GinError) as err:
-        print(f"walt-probe probe: {err}", file=sys.stderr)
-        return 2
+    result = trial.run_probe(gin_args)
     return 0 if result.status == trial.STATUS_OK else 1

@@ -10,6 +10,7 @@ from typing import Mapping
 import pandas as pd
 
 from walt.sizes import WALT_SIZES
+from walt_probe.errors import ResultFileError
 
 # Sizes in plots and tables: walt/sizes.py's table order (ascending parameter count).
 SIZE_ORDER = list(WALT_SIZES)
@@ -145,7 +146,7 @@ def relative_change(value: float, baseline: float, higher_is_better: bool) -> fl
 BASELINE_KEYS = ("task", "metric", "higher_is_better", "value", "predictor")
 
 
-class BaselineFileError(ValueError):
+class BaselineFileError(ResultFileError):
     """A file in the --baselines folder is not a `walt-probe baseline` result."""
 
 

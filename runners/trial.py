@@ -12,18 +12,27 @@ TensorBoard logs into `Run.output_dir`; this module adds
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import traceback
 from typing import Sequence
 
 import gin
-
-import traceback
 
 from probing import probe as engine
 from probing.extract import ConfigError  # noqa: F401  (re-exported for the commands)
 from probing.probe import Probe, place_backbone  # noqa: F401
 from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, failed  # noqa: F401
 from runners import configurables, gin_setup  # noqa: F401  configurables: registers every name
+
+
+def _bound(selector: str):
+    """The value gin binds to `selector` (macros followed; references evaluated), or None."""
+    try:
+        value = gin.query_parameter(selector)
+    except ValueError:
+        return None
+    return copy.deepcopy(value) if isinstance(value, gin.config.ConfigurableReference) else value
 
 
 def build_probe() -> Probe:
@@ -35,13 +44,42 @@ def build_probe() -> Probe:
     return probe.validate()
 
 
+def known_labels() -> dict:
+    """The labels a failed run must keep, from the parsed gin config: block_spec and t as bound,
+    and the task's name, metric and direction when the task alone builds (a run whose backbone
+    failed, e.g. on a corrupt checkpoint, still knows its task). Best effort: what cannot be
+    learnt is left out (the failure itself is what gets reported)."""
+    known = {}
+    for field, selector in (("block_spec", "Probe.block"), ("t", "Probe.timestep")):
+        value = _bound(selector)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if field == "block_spec":
+            known[field] = value
+        elif value == int(value):  # the result's t is an int; a non-integer t is the error itself
+            known[field] = int(value)
+    try:
+        task = _bound("Probe.task")
+    except Exception:  # noqa: BLE001 - the task itself may be what failed
+        task = None
+    if all(hasattr(task, a) for a in ("name", "metric", "higher_is_better")):
+        known.update(task=task.name, metric=task.metric, higher_is_better=bool(task.higher_is_better))
+    return known
+
+
 def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = (),
               bindings: Sequence[str] = ()) -> ProbeResult:
     """One probe run configured by gin (see the module docstring). bindings: the trial's own
-    (recorded in the result; a sweep passes its grid point's)."""
+    (recorded in the result; a sweep passes its grid point's). A run that fails while its task
+    or backbone is built leaves a 'failed' metrics.json with its bindings and the labels known
+    by then (the exception carries it as `probe_result`, as the engine's own failures do)."""
     gin_setup.parse(gin_args, extra_bindings)
     run = gin.get_configurable("Run")()
-    probe = build_probe()
+    try:
+        probe = build_probe()
+    except Exception as err:
+        err.probe_result = record_failure(err, run.path, bindings=bindings, **known_labels())
+        raise
 
     def save_config(out, tb) -> None:
         gin_setup.save_operative_config(out, gin_args.with_bindings(*extra_bindings))

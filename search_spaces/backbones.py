@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from walt_probe.errors import ConfigurationError
+
 
 WALT_VARIANTS = {"I-WALT": {"Backbone.variant": "image"}, "V-WALT": {"Backbone.variant": "video"}}
 
@@ -26,8 +28,8 @@ def backbones(models: Mapping[str, Mapping[str, object]] | None = None) -> dict:
     models = dict(models or WALT_VARIANTS)
     for name, bundle in models.items():
         if not bundle or not all(isinstance(k, str) and ("." in k or "/" in k) for k in bundle):
-            raise ValueError(f"backbone '{name}': give a non-empty dict of gin bindings "
-                             f"('Configurable.param' -> value), got {bundle!r}")
+            raise ConfigurationError(f"backbone '{name}': give a non-empty dict of gin bindings "
+                                     f"('Configurable.param' -> value), got {bundle!r}")
     return {"backbone": tune.grid_search([{"__name__": name, **bundle} for name, bundle in models.items()])}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+from walt_probe.errors import ConfigurationError
 
 
 def scaling(sizes: Sequence[str] = ("284m", "724m", "1p9b"), variants: Sequence[str] = ("image", "video"),
@@ -20,8 +21,8 @@ def scaling(sizes: Sequence[str] = ("284m", "724m", "1p9b"), variants: Sequence[
     checkpoints = dict(checkpoints or {})
     unknown = sorted(set(checkpoints) - {f"{s}/{v}" for s in sizes for v in variants})
     if unknown:
-        raise ValueError(f"checkpoints given for {unknown}, which the grid does not contain "
-                         f"(keys are '<size>/<variant>' with size in {list(sizes)}, variant in {list(variants)})")
+        raise ConfigurationError(f"checkpoints given for {unknown}, which the grid does not contain "
+                                 f"(keys are '<size>/<variant>' with size in {list(sizes)}, variant in {list(variants)})")
     models = []
     for size in sizes:
         for variant in variants:

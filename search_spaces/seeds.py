@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from walt_probe.errors import ConfigurationError
+
 
 def seeds(values: Sequence[int] = (0, 1)) -> dict:
     """Grid over Run.seed."""
@@ -16,5 +18,5 @@ def seeds(values: Sequence[int] = (0, 1)) -> dict:
 
     values = [int(v) for v in values]
     if not values or len(set(values)) != len(values):
-        raise ValueError(f"seeds: give distinct integer seeds, got {values!r}")
+        raise ConfigurationError(f"seeds: give distinct integer seeds, got {values!r}")
     return {"Run.seed": tune.grid_search(values)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from walt_probe.errors import ConfigurationError
 
 
 def variants(tasks: Sequence[str] = (), variants: Sequence[str] = ("image", "video"),
@@ -22,6 +23,6 @@ def variants(tasks: Sequence[str] = (), variants: Sequence[str] = ("image", "vid
     if tasks:
         bad = [t for t in tasks if not str(t).startswith("@")]
         if bad:
-            raise ValueError(f"tasks must be gin references such as '@SyntheticObjects()', got {bad}")
+            raise ConfigurationError(f"tasks must be gin references such as '@SyntheticObjects()', got {bad}")
         space[task_macro] = tune.grid_search(list(tasks))
     return space

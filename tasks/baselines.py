@@ -35,6 +35,7 @@ import torch
 from einops import rearrange, repeat
 
 from tasks.task import Batch, Task
+from walt_probe.errors import ConfigurationError
 
 KIND_OF_METRIC = {"top1": "classification", "abs_rel": "depth", "pose_error": "camera_pose",
                   "average_jaccard": "point_tracks", "mean_iou": "box_tracks"}
@@ -45,8 +46,8 @@ VISIBLE_LOGIT = 12.0
 def task_kind(task: Task) -> str:
     """The task kind (tasks/kinds.py) behind the task's headline metric."""
     if task.metric not in KIND_OF_METRIC:
-        raise ValueError(f"task '{task.name}' has headline metric '{task.metric}', which has no "
-                         f"trivial predictor; known metrics: {', '.join(KIND_OF_METRIC)}")
+        raise ConfigurationError(f"task '{task.name}' has headline metric '{task.metric}', which has no "
+                                 f"trivial predictor; known metrics: {', '.join(KIND_OF_METRIC)}")
     return KIND_OF_METRIC[task.metric]
 
 
@@ -73,7 +74,7 @@ def fit_majority(task: Task, batch_size: int = 32) -> tuple[int, float]:
     labels = torch.cat([rearrange(b["label"].long(), "... -> (...)")
                         for b in batches(task.split("train"), batch_size)])
     if labels.numel() == 0:
-        raise ValueError(f"task '{task.name}': the train split is empty; nothing to fit")
+        raise ConfigurationError(f"task '{task.name}': the train split is empty; nothing to fit")
     counts = torch.bincount(labels)
     majority = int(counts.argmax())  # ties -> the lowest index, as top1's argmax
     return majority, float(counts[majority]) / labels.numel()
@@ -130,7 +131,7 @@ def fit_depth_maps(task: Task, batch_size: int = 32,
         kept.append(depth[picked])
         seen += len(depth)
     if total is None or count.sum() == 0:
-        raise ValueError(f"task '{task.name}': the train split has no valid depth pixel")
+        raise ConfigurationError(f"task '{task.name}': the train split has no valid depth pixel")
     mean = (total / count.clamp(min=1)).float()
     mean = torch.where(count > 0, mean, (total.sum() / count.sum()).float())
     maps = rearrange(torch.cat(kept), "n y x -> n (y x)")
@@ -145,8 +146,8 @@ def constant_depth(batch: Batch, depth_map: torch.Tensor) -> dict[str, torch.Ten
     """The DepthReadout eval output for a constant (H, W) map: every frame, every pixel."""
     frames, height, width = batch["depth"].shape[1:]
     if (height, width) != tuple(depth_map.shape):
-        raise ValueError(f"val depth maps are {height} x {width} but the train ones are "
-                         f"{tuple(depth_map.shape)}; both splits must share one raster")
+        raise ConfigurationError(f"val depth maps are {height} x {width} but the train ones are "
+                                 f"{tuple(depth_map.shape)}; both splits must share one raster")
     return {"depth": repeat(depth_map, "y x -> b t y x", b=len(batch["depth"]), t=frames),
             "rows": torch.arange(height), "cols": torch.arange(width)}
 
@@ -157,7 +158,7 @@ def fit_mean_pose(task: Task, batch_size: int = 32) -> torch.Tensor:
     """(3, 4) mean training pose: mean rotation projected onto SO(3), mean translation."""
     poses = torch.cat([b["pose"].double() for b in batches(task.split("train"), batch_size)])
     if len(poses) == 0:
-        raise ValueError(f"task '{task.name}': the train split is empty; nothing to fit")
+        raise ConfigurationError(f"task '{task.name}': the train split is empty; nothing to fit")
     mean = poses.mean(dim=0)
     # The closest rotation (Frobenius) to the mean matrix: the chordal L2 mean of the rotations.
     rotation = roma.special_procrustes(mean[:, :3])
@@ -183,8 +184,8 @@ def zero_motion_points(batch: Batch) -> dict[str, torch.Tensor]:
     (b, q, T, 2) certainly visible.
     """
     if "video" not in batch:
-        raise ValueError("the zero-motion point baseline reads the frame size from 'video'; "
-                         "the items have no 'video'")
+        raise ConfigurationError("the zero-motion point baseline reads the frame size from 'video'; "
+                                 "the items have no 'video'")
     height, width = batch["video"].shape[2:4]
     frames = batch["target_points"].shape[2]
     query = batch["query_points"].float()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("walt", "backbones", "readouts", "tasks", "probing", "pretraining", "search_spaces",
+PACKAGES = ("walt_probe", "walt", "backbones", "readouts", "tasks", "probing", "pretraining", "search_spaces",
             "runners")
-LIBRARY = ("walt", "backbones", "readouts", "tasks", "probing", "pretraining")
+LIBRARY = ("walt_probe", "walt", "backbones", "readouts", "tasks", "probing", "pretraining")
 
 
 def _module_name(path: Path) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import math
 import os
@@ -25,13 +26,15 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from walt_probe.errors import DatasetError
+
 log = logging.getLogger("tasks.real")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".mpeg")
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(DatasetError):
     """The data on disk does not match the layout a reader expects; the message names the
     file, what was expected and, where there is one, the fix."""
 
@@ -67,6 +70,28 @@ def describe_dir(path: Path, limit: int = 10) -> str:
     names = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
     more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more if names else "nothing"
+
+
+def read_text(path: Path) -> str:
+    """A text file's contents; DatasetFormatError naming the file when it is not UTF-8 text (a
+    binary file where an annotation list was expected) or cannot be read."""
+    try:
+        return Path(path).read_text()
+    except UnicodeDecodeError as err:
+        raise DatasetFormatError(f"{path}: not a text file (byte {err.start} does not decode as "
+                                 f"UTF-8); docs/real_datasets.md lists the files each reader expects") from None
+    except OSError as err:
+        raise DatasetFormatError(f"{path}: cannot be read ({err.strerror or err})") from None
+
+
+def read_json(path: Path):
+    """A JSON file's value; DatasetFormatError naming the file when it is not JSON text."""
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DatasetFormatError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); "
+                                 f"docs/real_datasets.md lists the files each reader expects") from None
 
 
 def find_first(candidates: Sequence[Path], what: str, root: Path | None = None) -> Path:

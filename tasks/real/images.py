@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from tasks.real import transforms
-from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
+from tasks.real.common import (read_json, read_text, IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
                                check_split, decode_image, describe_dir, require_dir, to_chw,
                                to_thwc)
 
@@ -80,7 +80,7 @@ def list_file_samples(list_file: Path, image_root: Path, num_classes: int
                       ) -> list[tuple[Path, int]]:
     """Lines 'relative/path label' (Places365 lists) -> [(image_root / path, label)]."""
     samples = []
-    for lineno, line in enumerate(list_file.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_text(list_file).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
@@ -110,7 +110,7 @@ def imagenet_flat_val_samples(csv_path: Path, val_dir: Path, classes: Sequence[s
 def coco_json_samples(json_path: Path, image_root: Path, num_classes: int
                       ) -> list[tuple[Path, int]]:
     """iNat-style COCO json (images, annotations with category_id) -> [(path, label)]."""
-    meta = json.loads(json_path.read_text())
+    meta = read_json(json_path)
     for key in ("images", "annotations"):
         if key not in meta:
             raise DatasetFormatError(f"{json_path} has no '{key}' list; expected the COCO-style "
@@ -223,7 +223,7 @@ def _imagenet_samples(root: Path, official: str, num_classes: int) -> list[tuple
     if not data.is_dir() and csv_path is None:
         return None
     if mapping is not None:       # Kaggle's class order: the synsets as listed (sorted wnids)
-        classes = [ln.split()[0] for ln in mapping.read_text().splitlines() if ln.strip()]
+        classes = [ln.split()[0] for ln in read_text(mapping).splitlines() if ln.strip()]
     elif (base / "train").is_dir():
         classes = sorted(p.name for p in (base / "train").iterdir() if p.is_dir())
     else:

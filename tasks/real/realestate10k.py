@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
+from tasks.real.common import (read_json, read_text, IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
                                check_monotone, check_split, decode_image, describe_dir,
                                require_dir, resize_short_crop, scale_intrinsics,
                                short_side_crop_geometry, to_chw, to_thwc, window_indices,
@@ -54,7 +54,7 @@ from tasks.real.common import (IMAGE_EXTENSIONS, DatasetFormatError, SkipLog, ca
 def read_camera_file(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A RealEstate10K camera file -> (timestamps int64 (N,), intrinsics float64 (N, 4)
     normalised [fx, fy, cx, cy], world_to_camera float64 (N, 4, 4))."""
-    lines = [ln for ln in path.read_text().splitlines()[1:] if ln.strip()]
+    lines = [ln for ln in read_text(path).splitlines()[1:] if ln.strip()]
     if not lines:
         raise DatasetFormatError(f"{path}: no camera lines after the URL line")
     rows = []
@@ -89,7 +89,7 @@ def _pixelsplat_index(split_dir: Path) -> list[tuple[str, Path]]:
                                  f"(key -> chunk file, written by pixelSplat's converter); "
                                  f"expected {index_file}")
     try:
-        index = json.loads(index_file.read_text())
+        index = read_json(index_file)
     except json.JSONDecodeError as err:
         raise DatasetFormatError(f"{index_file}: not JSON ({err}); expected {{key: chunk}}") from err
     return sorted((str(k), split_dir / v) for k, v in index.items())
@@ -212,7 +212,7 @@ class RealEstate10K(SkipLog):
         if not path.is_file():
             raise DatasetFormatError(f"translation_scale: file not found: {path} (expected a JSON "
                                      f"object {{sequence: metres_per_unit}})")
-        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+        return {k: float(v) for k, v in read_json(path).items()}
 
     def __len__(self) -> int:
         return len(self.sequences)

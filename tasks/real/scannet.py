@@ -43,7 +43,7 @@ import torch
 from einops import rearrange
 from torchvision.transforms.v2 import functional as F
 
-from tasks.real.common import (DatasetFormatError, SkipLog, carve_val, check_split, decode_image,
+from tasks.real.common import (read_json, read_text, DatasetFormatError, SkipLog, carve_val, check_split, decode_image,
                                describe_dir, read_depth_png, require_dir, require_file,
                                resize_short_crop, scale_intrinsics, short_side_crop_geometry,
                                to_chw, to_thwc, window_start)
@@ -67,7 +67,7 @@ def read_intrinsics(path: Path) -> np.ndarray:
 def read_info_txt(path: Path) -> tuple[np.ndarray, float]:
     """The C++ SensReader's _info.txt -> (depth K float64 (3, 3), depth units per metre)."""
     fields = {}
-    for line in path.read_text().splitlines():
+    for line in read_text(path).splitlines():
         if "=" in line:
             key, value = line.split("=", 1)
             fields[key.strip()] = value.split()
@@ -127,7 +127,7 @@ def scene_dirs(root: Path, official: str) -> list[Path]:
     """The scene folders of the official split ('train' or 'val')."""
     split_list = root / f"scannetv2_{official}.txt"
     if split_list.is_file():
-        names = [n.strip() for n in split_list.read_text().splitlines() if n.strip()]
+        names = [n.strip() for n in read_text(split_list).splitlines() if n.strip()]
         base = next((root / f for f in SCENE_FOLDERS if names and (root / f / names[0]).is_dir()), None)
         if base is None:
             raise DatasetFormatError(

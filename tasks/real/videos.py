@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from tasks.real import transforms
-from tasks.real.common import (VIDEO_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
+from tasks.real.common import (read_json, read_text, VIDEO_EXTENSIONS, DatasetFormatError, SkipLog, carve_val,
                                check_split, find_first, require_dir, to_chw, to_thwc,
                                window_indices, window_start)
 from tasks.real.video_io import read_video_frames, read_video_segment, video_duration
@@ -133,7 +133,7 @@ def _read_csv_rows(path: Path, required: Sequence[str]) -> list[dict]:
 def kinetics_classes(root: Path) -> list[str]:
     """`classes.txt`, else the sorted labels of the training CSV / metadata / class folders."""
     if (root / "classes.txt").is_file():
-        return [ln.strip() for ln in (root / "classes.txt").read_text().splitlines() if ln.strip()]
+        return [ln.strip() for ln in read_text(root / "classes.txt").splitlines() if ln.strip()]
     train_csv = _kinetics_csv(root, "train")
     if train_csv is not None:
         return sorted({r["label"] for r in _read_csv_rows(train_csv, ["label"])})
@@ -215,7 +215,12 @@ def ssv2_samples(root: Path, split: str) -> tuple[list[tuple[Path, int, None]], 
     labels_path = find_first([root / "labels" / "labels.json", root / "labels.json",
                               root / "something-something-v2-labels.json"],
                              "SSv2 label map (template -> id)", root)
-    templates = {k: int(v) for k, v in json.loads(labels_path.read_text()).items()}
+    label_map = read_json(labels_path)
+    try:
+        templates = {k: int(v) for k, v in label_map.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise DatasetFormatError(f"{labels_path}: expected a JSON object template -> integer id "
+                                 f"(the official labels.json)") from None
     name = {"train": "train", "val": "validation"}.get(split, split)
     list_path = find_first([labels_path.parent / f"{name}.json", root / f"{name}.json",
                             root / f"something-something-v2-{name}.json"],
@@ -225,7 +230,12 @@ def ssv2_samples(root: Path, split: str) -> tuple[list[tuple[Path, int, None]], 
     videos = _index_videos(video_dir) if video_dir != root else {
         p.stem: p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS}
     samples, skipped = [], []
-    for entry in json.loads(list_path.read_text()):
+    entries = read_json(list_path)
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and {"id", "template"} <= set(e)
+                                                for e in entries):
+        raise DatasetFormatError(f"{list_path}: expected a JSON list of objects with 'id' and "
+                                 f"'template' (the official {name}.json)")
+    for entry in entries:
         template = entry["template"].replace("[", "").replace("]", "")
         if template not in templates:
             raise DatasetFormatError(f"{list_path}: entry {entry['id']} has template "

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tasks.real.common import (DatasetFormatError, SkipLog, carve_val, check_boxes_in_frame,
+from tasks.real.common import (read_json, read_text, DatasetFormatError, SkipLog, carve_val, check_boxes_in_frame,
                                check_monotone, check_split, decode_image, require_dir,
                                require_file, resize_short_crop, short_side_crop_geometry,
                                to_chw, to_thwc, window_start)
@@ -173,7 +173,7 @@ def release_segments(split_dir: Path) -> list[tuple[str, np.ndarray, Path, Path]
 def read_box_file(path: Path) -> Boxes:
     """A per-frame box JSON -> {object id: [x0, y0, x1, y1] float64 pixels}."""
     try:
-        data = json.loads(path.read_text())
+        data = read_json(path)
         boxes = {str(b["id"]): np.asarray(b["box"], np.float64) for b in data["boxes"]}
         if any(b.shape != (4,) for b in boxes.values()):
             raise ValueError("every 'box' must hold 4 numbers")

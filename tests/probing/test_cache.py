@@ -3,11 +3,18 @@
 import functools
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from probing import cache as fc
+from walt_probe.errors import IntegrityError
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "runners"))
+from corruption import MODES, corrupt  # noqa: E402
 
 
 def _key(**over):
@@ -75,8 +82,71 @@ def test_truncated_shard_is_rejected(tmp_path):
     entry, _ = _write(tmp_path, key)
     shard = entry.path / entry.manifest["shards"][0]["file"]
     shard.write_bytes(shard.read_bytes()[:100])
-    with pytest.raises(fc.CacheKeyMismatch, match="wrong size"):
+    with pytest.raises(IntegrityError, match="has 100 bytes") as err:
         fc.CacheEntry.open(tmp_path, key)
+    assert str(shard) in str(err.value) and "re-extracts" in str(err.value)
+
+
+@pytest.mark.parametrize("how", MODES)
+def test_a_corrupt_shard_or_manifest_is_a_named_error(tmp_path, how):
+    """Zeroed bytes keep the size (only the digest sees them); every mode names the file."""
+    key = _key()
+    entry, _ = _write(tmp_path, key, n=600, batch=300, shard_size=300)
+    shard = entry.path / entry.manifest["shards"][1]["file"]
+    corrupt(shard, how)
+    with pytest.raises(IntegrityError, match="shard_00001") as err:
+        fc.CacheEntry.find(tmp_path, key)
+    assert f"delete {entry.path}" in str(err.value)
+    manifest_root = tmp_path / "m"
+    entry, _ = _write(manifest_root, key)
+    corrupt(entry.path / fc.MANIFEST, how)
+    with pytest.raises(IntegrityError, match="manifest.json"):
+        fc.CacheEntry.find(manifest_root, key)
+
+
+def test_shard_digests_are_of_the_written_bytes_and_checked_once_per_process(tmp_path, monkeypatch):
+    key = _key()
+    entry, _ = _write(tmp_path, key)
+    for shard in entry.manifest["shards"]:
+        assert shard[fc.DIGEST] == fc.shard_digest(entry.path / shard["file"])
+    calls = []
+    monkeypatch.setattr(fc, "shard_digest", lambda p: calls.append(p) or "x")
+    fc.CacheEntry.open(tmp_path, key)  # verified at commit's open already: no rehash
+    assert calls == []
+
+
+def test_concurrent_extractions_of_one_entry_run_once(tmp_path):
+    """Two processes ask for the same missing entry at once: one extracts, the other waits for
+    its lock and reads the committed entry (each reports whether it created it)."""
+    import subprocess
+    import sys
+    import textwrap
+    script = textwrap.dedent(f"""
+        import sys, time, torch
+        from probing import cache as fc
+        from probing.extract import ensure_entry
+        class Task:
+            name = "t"
+            def split(self, s):
+                return [{{"video": torch.zeros(1, 4, 4, 3, dtype=torch.uint8), "index": i}} for i in range(4)]
+        class Backbone:
+            fingerprint, num_blocks = "fp", 2
+            def features(self, video, t, blocks, seeds=None):
+                time.sleep(1.0)  # slow enough that the second process arrives while the first works
+                with open({str(tmp_path / 'passes')!r}, "a") as fh:
+                    fh.write("x")
+                return {{b: torch.ones(video.shape[0], 1, 1, 1, 2) for b in blocks}}
+        entry, created = ensure_entry(Backbone(), Task(), "train", 100, [1], {str(tmp_path / 'cache')!r}, batch_size=2)
+        print("created" if created else "reused", entry.num_examples)
+    """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
+             for _ in range(2)]
+    texts = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), texts
+    assert sorted(t.strip().splitlines()[-1].split()[0] for t in texts) == ["created", "reused"]
+    assert any("waiting for pid" in t for t in texts)  # the second one waited on the lock
+    assert (tmp_path / "passes").read_text() == "xx"  # 4 items / batch 2: one extraction's passes
 
 
 def test_interrupted_write_leaves_nothing_readable(tmp_path):

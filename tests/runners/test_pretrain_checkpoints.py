@@ -25,8 +25,11 @@ def test_hash_matches_and_loads(name):
     import torch
     from walt.checkpoint import file_fingerprint, load_tokenizer, load_walt
 
+    import json
     path = CKPT / name
     assert file_fingerprint(path) == recorded_hashes()[name]
+    # The sidecar records the same digest; loading verifies it (walt/checkpoint.py).
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == recorded_hashes()[name]
     if name.startswith("tokenizer"):
         tok = load_tokenizer(path)
         assert not torch.allclose(tok.latent_std, torch.ones_like(tok.latent_std))
