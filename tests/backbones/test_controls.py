@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from backbones.oracle import OracleBackbone
+from readouts.optim import paper_optimizer
 from tasks import baselines
 from tasks.synthetic import builders
 
@@ -48,13 +49,20 @@ def _features(task, backbone, split, batch_size=8):
     return out
 
 
-def fit_and_score(task, backbone, steps: int, lr: float, seed: int = 0, all_metrics: bool = False):
-    """Trains the task's head on the backbone's features (AdamW, constant lr) and returns the
-    headline metric on val (every metric with all_metrics)."""
+def fit_and_score(task, backbone, steps: int, lr: float, seed: int = 0, all_metrics: bool = False,
+                  schedule: str = "constant"):
+    """Trains the task's head on the backbone's features and returns the headline metric on val
+    (every metric with all_metrics). schedule: 'constant' (AdamW at lr) or 'paper' (the
+    study's readouts.optim.paper_optimizer: warm-up, cosine decay from lr to 1e-7)."""
     torch.manual_seed(seed)
     train, val = _features(task, backbone, "train"), _features(task, backbone, "val")
     head = task.make_head(backbone.feature_dim)
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    if schedule == "paper":
+        opt, scheduler = paper_optimizer(head.parameters(), steps, lr=lr)
+    elif schedule == "constant":
+        opt, scheduler = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4), None
+    else:
+        raise ValueError(f"schedule must be 'constant' or 'paper'; received '{schedule}'")
     head.train()
     for step in range(steps):
         feats, batch = train[step % len(train)]
@@ -62,6 +70,8 @@ def fit_and_score(task, backbone, steps: int, lr: float, seed: int = 0, all_metr
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if scheduler is not None:
+            scheduler.step()
     head.eval()
     acc = task.new_accumulator()
     with torch.no_grad():

@@ -166,3 +166,27 @@ def test_pose_head_names_itself_and_the_frame_count():
         head(torch.randn(1, 2, 2, 2, 2 * D))
     with pytest.raises(ValueError, match=r"\(b, t, h, w, D\); received \(2, 3, 4\)"):
         first_last_frames(torch.randn(2, 3, 4))
+
+
+def test_depth_unpatchify_puts_each_token_pixel_in_its_place():
+    """decoder='unpatchify': with the linear path set to the identity on a space-to-depth layout
+    (channel u * p + v = pixel (u, v) of the token) the head returns the depth map exactly."""
+    from backbones.oracle import space_to_depth
+    patch = 2
+    depth = torch.rand(2, 3, 4, 6) + 1.0                               # (b, t, H, W)
+    tokens = space_to_depth(depth[..., None], patch)                   # (b, t, 2, 3, p * p)
+    head = DepthReadout(patch * patch, (4, 6), decoder="unpatchify", patch=patch, mlp_size=8)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(patch * patch))
+        head.mlp[-1].weight.zero_()
+    out = head(tokens)
+    assert torch.equal(out["rows"], torch.arange(4)) and torch.equal(out["cols"], torch.arange(6))
+    torch.testing.assert_close(out["depth"], depth)
+    # A raster that is not the token grid times p is reached by resizing, not refused.
+    resized = DepthReadout(patch * patch, (5, 7), decoder="unpatchify", patch=patch)(tokens)
+    assert resized["depth"].shape == (2, 3, 5, 7)
+
+
+def test_depth_unknown_decoder_is_named():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        DepthReadout(D, 6, decoder="dpt")
