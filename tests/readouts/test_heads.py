@@ -190,3 +190,20 @@ def test_depth_unpatchify_puts_each_token_pixel_in_its_place():
 def test_depth_unknown_decoder_is_named():
     with pytest.raises(ValueError, match="decoder must be one of"):
         DepthReadout(D, 6, decoder="dpt")
+
+
+def test_tracking_key_positions_share_the_queries_code():
+    """token_position_bases: a key cell's code is the query encoding of its centre, so a query
+    at a cell's centre has exactly that cell's code (low frequencies of the query's K)."""
+    head = TrackingReadout(D, "points", **{**TRACK_SIZES, "token_position_bases": 2})
+    codes = head._key_positions(2, 4, torch.zeros(()))                     # (8, 4 * 2)
+    centre = torch.tensor([[2.5 / 4, 0.5 / 2]])                            # cell (row 0, col 2)
+    torch.testing.assert_close(codes[2:3], fourier_features(centre, 2))
+
+
+def test_tracking_pixel_keys_attend_over_pixels():
+    head = TrackingReadout(D, "points", **{**TRACK_SIZES, "token_position_bases": 2},
+                           pixel_keys=3, patch=2)
+    assert head.unpatchify.out_features == 2 * 2 * 3
+    out = head(torch.randn(2, 3, 2, 2, D), torch.rand(2, 4, 2))
+    assert out["values"].shape == (2, 4, 3, 2)
