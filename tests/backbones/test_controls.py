@@ -17,9 +17,11 @@ DEPTH = {"qkv_size": 32, "num_heads": 2, "mlp_size": 64}
 
 # analog, head sizes, task kwargs, steps, lr, the oracle's required margin over trivial
 # (higher-is-better metrics: value >= trivial + margin; lower: value <= trivial * margin).
-# Depth and point tracks do not reach it yet: strict xfails that name the diagnosis
-# (results/controls/README.md) and turn into failures the day a readout fix makes them pass.
-_NOT_YET = "the readout cannot read the oracle yet: results/controls/README.md, causes 2-5"
+# Point and box tracks do not reach it yet: strict xfails that name the diagnosis
+# (results/controls/README.md, "After the readout fixes") and turn into failures the day a
+# readout fix makes them pass.
+_NOT_YET = ("the tracking readout cannot read the oracle yet: results/controls/README.md "
+            "('After the readout fixes'; causes 2-5)")
 CASES = [
     pytest.param("objects", ATTENTIVE, {}, 60, 1e-3, 0.5, id="objects"),
     pytest.param("pose", ATTENTIVE, {}, 1500, 1e-3, 0.5, id="pose"),
