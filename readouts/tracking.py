@@ -16,11 +16,11 @@ for points.
 from __future__ import annotations
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from readouts.layers import (CrossAttentionBlock, Mlp, check_activations, fourier_features,
-                             lecun_init_, scale_norm, with_token_positions)
+                             lecun_init_, scale_norm)
 
 COORDS = {"points": 2, "boxes": 4}
 
@@ -32,10 +32,14 @@ class TrackingReadout(nn.Module):
     normalised to [0, 1] of the frame width / height.
     latent_size / qkv_size / num_heads / mlp_size / num_layers: corrector sizes (paper: 512, 512,
     8, 2048, 3). num_fourier_bases: K of the query encoding. token_position_bases: K' > 0 appends
-    the Fourier code of each token's centre to the keys (layers.with_token_positions); 0 = paper.
+    the Fourier code of each key's centre, in the queries' convention, to the keys; 0 = paper.
     from_query: predict values as sigmoid(logit(query) + MLP(c_t)) with a zero-initialised last
     layer, so the head starts at the trivial predictor (zero motion / first box everywhere);
     False = the paper's absolute sigmoid(MLP(c_t)).
+    pixel_keys: c > 0 attends over PIXELS instead of tokens (not the paper's): a linear
+    unpatchify maps each token to its patch x patch pixels' c-channel features (the pixel's
+    position code appended when token_position_bases > 0), so a track can be placed inside a
+    token; 0 = the paper's token keys. patch: the token's size in pixels (8 = WALT's grid).
     forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
     -> {"values": (b, q, T, 2|4) in [0, 1], "logits": (b, q, T, 2) [visibility, certainty]}.
     """
@@ -43,20 +47,24 @@ class TrackingReadout(nn.Module):
     def __init__(self, feature_dim: int, kind: str = "points", *, latent_size: int = 512,
                  qkv_size: int = 512, num_heads: int = 8, mlp_size: int = 2048,
                  num_layers: int = 3, num_fourier_bases: int = 16, token_position_bases: int = 0,
-                 from_query: bool = False):
+                 from_query: bool = False, pixel_keys: int = 0, patch: int = 8):
         super().__init__()
         if kind not in COORDS:
             raise ValueError(f"kind must be one of {sorted(COORDS)}; received '{kind}'")
         self.feature_dim, self.kind, self.num_fourier_bases = feature_dim, kind, num_fourier_bases
         self.token_position_bases = token_position_bases
         self.from_query = from_query
+        self.pixel_keys, self.patch = pixel_keys, patch
         coords = COORDS[kind]
+        if pixel_keys:
+            self.unpatchify = nn.Linear(feature_dim, patch * patch * pixel_keys)
+        key_dim = (pixel_keys or feature_dim) + 4 * token_position_bases
         # 1. initialiser
         self.init_mlp = Mlp(2 * coords * num_fourier_bases, latent_size, latent_size)
         # 2. corrector, predictor, state norm
         self.corrector_in = nn.Linear(latent_size, latent_size)
         self.corrector = nn.ModuleList(
-            CrossAttentionBlock(latent_size, feature_dim + 4 * token_position_bases, qkv_size=qkv_size,
+            CrossAttentionBlock(latent_size, key_dim, qkv_size=qkv_size,
                                 num_heads=num_heads, mlp_size=mlp_size)
             for _ in range(num_layers))
         self.corrector_norm = scale_norm(latent_size)
@@ -70,6 +78,15 @@ class TrackingReadout(nn.Module):
         if from_query:
             # Start at the trivial predictor: a zero last layer leaves every track at its query.
             torch.nn.init.zeros_(self.value_head[-1].weight)
+
+    def _key_positions(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+        """(h * w, 4K') Fourier code of each key cell's centre ((j + 0.5) / w, (i + 0.5) / h):
+        the queries' own convention ((x, y) in [0, 1], the same frequencies), so a query and a
+        key at the same place have matching codes and a dot product can find it."""
+        ys = (torch.arange(h, device=like.device, dtype=like.dtype) + 0.5) / h
+        xs = (torch.arange(w, device=like.device, dtype=like.dtype) + 0.5) / w
+        centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)   # (h, w, [x, y])
+        return fourier_features(rearrange(centres, "h w c -> (h w) c"), self.token_position_bases)
 
     def correct(self, state: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """state (b, q, L), frame tokens (b, n, D) -> corrected state (b, q, L)."""
@@ -89,9 +106,17 @@ class TrackingReadout(nn.Module):
             query_frames = queries.new_zeros(queries.shape[:2], dtype=torch.long)
         # 1.
         z0 = self.init_mlp(fourier_features(queries.to(x.dtype), self.num_fourier_bases))
+        grid = x.shape[2:4]
+        if self.pixel_keys:
+            # Each token -> its p x p pixels (channel order (u v c)), then pixels in raster order.
+            x = rearrange(self.unpatchify(x), "b t h w (u v c) -> b t (h u) (w v) c",
+                          u=self.patch, v=self.patch)
+            grid = x.shape[2:4]
         tokens = rearrange(x, "b t h w d -> t b (h w) d")
-        tokens = torch.stack([with_token_positions(f, *x.shape[2:4], self.token_position_bases)
-                              for f in tokens])
+        if self.token_position_bases:
+            code = repeat(self._key_positions(*grid, x), "n c -> t b n c",
+                          t=tokens.shape[0], b=tokens.shape[1])
+            tokens = torch.cat([tokens, code], dim=-1)
         # 2.
         state, corrected = z0, []
         for t, frame in enumerate(tokens):

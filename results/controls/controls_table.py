@@ -24,9 +24,30 @@ from tests.backbones.test_controls import fit_and_score
 
 CPU_ATTENTIVE = {"width": 128, "num_heads": 4}
 CPU_TRACKING = {"latent_size": 64, "qkv_size": 64, "num_heads": 2, "mlp_size": 128, "num_layers": 1}
-CPU_DEPTH = {"qkv_size": 64, "num_heads": 2, "mlp_size": 128}
+# gin/experiments/cpu_heads.gin's CPU_DEPTH: the study's depth head decodes each token's own
+# pixels (decoder='unpatchify'; the paper's SRT decoder cannot read the oracle, README.md).
+CPU_DEPTH = {"qkv_size": 64, "num_heads": 2, "mlp_size": 128, "decoder": "unpatchify"}
 HEADS = {"objects": CPU_ATTENTIVE, "motion": CPU_ATTENTIVE, "depth": CPU_DEPTH, "pose": CPU_ATTENTIVE,
          "point_tracks": CPU_TRACKING, "box_tracks": CPU_TRACKING}
+
+
+class WaltBlock:
+    """A shipped small WALT checkpoint (checkpoints/) seen as a one-block backbone: block 5 of 8
+    (the mini-study's, ~2/3 depth) at t = 200, whatever block / t the caller asks for."""
+
+    BLOCK, T = 5, 200
+
+    def __init__(self, variant: str, image_size: int, num_frames: int):
+        from backbones.build import build_backbone
+        name = {"image": "iwalt", "video": "vwalt"}[variant]
+        self.inner = build_backbone(variant=variant, image_size=image_size, num_frames=num_frames,
+                                    tokenizer_checkpoint="checkpoints/tokenizer_small.safetensors",
+                                    walt_checkpoint=f"checkpoints/{name}_small.safetensors")
+        self.feature_dim = self.inner.feature_dim
+
+    def features(self, video, t, blocks, seeds=None):
+        feats = self.inner.features(video, self.T, [self.BLOCK], seeds=seeds)[self.BLOCK]
+        return {block: feats for block in blocks}
 
 
 def main() -> int:
@@ -40,6 +61,7 @@ def main() -> int:
     p.add_argument("--num_val", type=int, default=16)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", default="constant", help="'constant' or 'paper' (fit_and_score)")
     a = p.parse_args()
     torch.set_num_threads(1)
     for analog in a.tasks.split(","):
@@ -57,8 +79,11 @@ def main() -> int:
                             "pixels": lambda: PixelsBackbone("rgb"),
                             "latents": lambda: PixelsBackbone(
                                 "latents", tokenizer_checkpoint="checkpoints/tokenizer_small.safetensors"),
+                            "iwalt": lambda: WaltBlock("image", a.image_size, a.num_frames),
+                            "vwalt": lambda: WaltBlock("video", a.image_size, a.num_frames),
                             }[row]()
-                metrics = fit_and_score(task, backbone, a.steps, a.lr, all_metrics=True)
+                metrics = fit_and_score(task, backbone, a.steps, a.lr, all_metrics=True,
+                                        schedule=a.schedule)
                 value = metrics[task.metric]
             record = {"task": analog, "row": row, "metric": task.metric, "value": value,
                       "metrics": {k: float(v) for k, v in metrics.items()},

@@ -166,3 +166,44 @@ def test_pose_head_names_itself_and_the_frame_count():
         head(torch.randn(1, 2, 2, 2, 2 * D))
     with pytest.raises(ValueError, match=r"\(b, t, h, w, D\); received \(2, 3, 4\)"):
         first_last_frames(torch.randn(2, 3, 4))
+
+
+def test_depth_unpatchify_puts_each_token_pixel_in_its_place():
+    """decoder='unpatchify': with the linear path set to the identity on a space-to-depth layout
+    (channel u * p + v = pixel (u, v) of the token) the head returns the depth map exactly."""
+    from backbones.oracle import space_to_depth
+    patch = 2
+    depth = torch.rand(2, 3, 4, 6) + 1.0                               # (b, t, H, W)
+    tokens = space_to_depth(depth[..., None], patch)                   # (b, t, 2, 3, p * p)
+    head = DepthReadout(patch * patch, (4, 6), decoder="unpatchify", patch=patch, mlp_size=8)
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.eye(patch * patch))
+        head.mlp[-1].weight.zero_()
+    out = head(tokens)
+    assert torch.equal(out["rows"], torch.arange(4)) and torch.equal(out["cols"], torch.arange(6))
+    torch.testing.assert_close(out["depth"], depth)
+    # A raster that is not the token grid times p is reached by resizing, not refused.
+    resized = DepthReadout(patch * patch, (5, 7), decoder="unpatchify", patch=patch)(tokens)
+    assert resized["depth"].shape == (2, 3, 5, 7)
+
+
+def test_depth_unknown_decoder_is_named():
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        DepthReadout(D, 6, decoder="dpt")
+
+
+def test_tracking_key_positions_share_the_queries_code():
+    """token_position_bases: a key cell's code is the query encoding of its centre, so a query
+    at a cell's centre has exactly that cell's code (low frequencies of the query's K)."""
+    head = TrackingReadout(D, "points", **{**TRACK_SIZES, "token_position_bases": 2})
+    codes = head._key_positions(2, 4, torch.zeros(()))                     # (8, 4 * 2)
+    centre = torch.tensor([[2.5 / 4, 0.5 / 2]])                            # cell (row 0, col 2)
+    torch.testing.assert_close(codes[2:3], fourier_features(centre, 2))
+
+
+def test_tracking_pixel_keys_attend_over_pixels():
+    head = TrackingReadout(D, "points", **{**TRACK_SIZES, "token_position_bases": 2},
+                           pixel_keys=3, patch=2)
+    assert head.unpatchify.out_features == 2 * 2 * 3
+    out = head(torch.randn(2, 3, 2, 2, D), torch.rand(2, 4, 2))
+    assert out["values"].shape == (2, 4, 3, 2)
