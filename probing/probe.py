@@ -10,6 +10,13 @@ with the task's accumulator and writes, into `output_dir`:
   metrics.json            the ProbeResult: status, headline metric + value + direction, every
                           metric, the backbone's identity, block, noise level, timings
   tb/                     TensorBoard: train loss, lr, final metrics
+  head.safetensors, head.json, predictions.npz
+                          the kept readout and its predictions on the reported split
+                          (probing/kept.py; Probe.keep_head)
+
+  evaluate_kept(probe, head_dir, output_dir, split, device) -> ProbeResult
+
+re-evaluates a kept head on any split (or another dataset of the same task) without training.
 
   fit_readout(probe, head, source, device, tb) -> (status, error, last loss)
   evaluate(probe, head, source, device) -> {metric: value}
@@ -33,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from probing import cache as fc
-from probing import extract
+from probing import extract, kept
 from probing.progress import Progress
 from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint, failed
 from readouts.optim import paper_optimizer
@@ -64,6 +71,11 @@ class Probe:
     feature_residence: where cached activations are batched from: 'auto' (the backbone's device
       when the block fits in half its free memory, else host memory, else shards read from disk
       per batch), 'device', 'host' or 'stream' (the shard reader). Same batches either way.
+    noise_draws: K >= 1 noise draws whose features are averaged before the readout (each
+      seeded per example and draw, probing/extract.py block_features); K = 1 is a single draw.
+      Costs K backbone passes per batch; part of the cache key.
+    keep_head: save the trained head and its predictions in the run folder (probing/kept.py);
+      a huge sweep may turn it off (gin: Probe.keep_head = False).
     compile_head: None (eager) or a torch.compile mode for the readout head: 'default',
       'reduce-overhead' (CUDA graphs: the tracking heads are chains of small kernels over 17
       frames, 8.6x faster per step at the mini-study's width on an H200,
@@ -83,6 +95,8 @@ class Probe:
     cache_blocks: Sequence = ()
     cache_dtype: str = "float16"
     noise_seed: int = 0
+    noise_draws: int = 1
+    keep_head: bool = True
     num_workers: int = 0
     log_every: int = 50
     feature_residence: str = "auto"
@@ -112,6 +126,9 @@ def check(probe: Probe) -> Probe:
         raise ConfigError(f"Probe.timestep = {probe.timestep} is outside [0, 1000)")
     if probe.steps < 1 or probe.batch_size < 1:
         raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
+    if isinstance(probe.noise_draws, bool) or not isinstance(probe.noise_draws, int) or probe.noise_draws < 1:
+        raise ConfigError(f"Probe.noise_draws = {probe.noise_draws!r}; use an int >= 1 (1 = one "
+                          f"noise draw, K > 1 averages the features over K draws)")
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
@@ -167,7 +184,8 @@ class FeatureSource:
     host. `residence` records where each split's features were served from and why.
     """
 
-    def __init__(self, probe: Probe, block: int, generator: torch.Generator):
+    def __init__(self, probe: Probe, block: int, generator: torch.Generator,
+                 splits: Sequence[str] = ("train", "val")):
         self.probe, self.block, self.gen = probe, block, generator
         self.backbone, self.task = probe.backbone, probe.task
         self.device = extract.device_of(self.backbone)
@@ -178,7 +196,7 @@ class FeatureSource:
         self.created: list = []  # entries this source extracted (their manifests hold the time)
         if probe.use_cache:
             blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
-            for split in ("train", "val"):
+            for split in splits:
                 entry, created = extract.ensure_probe_entry(probe, split, blocks)
                 self.entries[split] = entry
                 if created:
@@ -230,9 +248,10 @@ class FeatureSource:
         for batch in loader:
             seeds = extract.noise_seeds(batch, self.probe.noise_seed).to(self.device)
             with torch.no_grad():
-                feats = self.backbone.features(batch["video"].to(self.device), self.probe.timestep,
-                                               [self.block], seeds=seeds)
-            self.backbone_batches += 1
+                feats = extract.block_features(self.backbone, batch["video"].to(self.device),
+                                               self.probe.timestep, [self.block], seeds,
+                                               self.probe.noise_draws)
+            self.backbone_batches += self.probe.noise_draws
             yield feats[self.block].float(), {k: v for k, v in batch.items() if k != "video"}
 
     def train_batches(self, batch_size: int):
@@ -311,14 +330,19 @@ def fit_readout(probe: Probe, head, source: FeatureSource, device, tb=None,
     return STATUS_OK, None, last
 
 
-def evaluate(probe: Probe, head, source: FeatureSource, device) -> dict[str, float]:
-    """The task's metrics of `head` on the val split: {name: value} from the task's accumulator."""
+def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "val",
+             keep: kept.Predictions | None = None) -> dict[str, float]:
+    """The task's metrics of `head` on `split`: {name: value} from the task's accumulator.
+    keep: a kept.Predictions that also receives every batch's predictions, or None."""
     acc = probe.task.new_accumulator()
     head.eval()
     with torch.no_grad():
-        for feats, batch in source.epoch("val", probe.eval_batch_size, train=False):
+        for feats, batch in source.epoch(split, probe.eval_batch_size, train=False):
             batch = _to(batch, device)
-            acc.update(head(*probe.task.head_inputs(feats.to(device), batch)), batch)
+            preds = head(*probe.task.head_inputs(feats.to(device), batch))
+            acc.update(preds, batch)
+            if keep is not None:
+                keep.update(preds, batch)
     return {k: float(v) for k, v in acc.result().items()}
 
 
@@ -375,7 +399,8 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
     t_train = time.perf_counter()
     model = compiled(head, probe.compile_head)
     status, error, last_loss = fit_readout(probe, model, source, device, tb)
-    results = evaluate(probe, model, source, device) if status == STATUS_OK else {}
+    predictions = kept.Predictions() if probe.keep_head else None
+    results = evaluate(probe, model, source, device, keep=predictions) if status == STATUS_OK else {}
     _sync(device)
     readout_s = time.perf_counter() - t_train
     if status == STATUS_OK and task.metric not in results:
@@ -397,11 +422,84 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
         extract_s=round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
         readout_s=round(readout_s, 3), code=code_fingerprint(), output_dir=str(out),
         bindings=list(bindings))
+    if predictions is not None and status == STATUS_OK:
+        keep_readout(out, head, predictions, result, probe)
     if on_finish is not None:
         on_finish(out, tb)
     for k, v in results.items():
         tb.add_scalar(f"eval/{k}", v, probe.steps)
     tb.close()
+    result.write(out)
+    print(result.one_line(), flush=True)
+    return result
+
+
+def keep_readout(out: Path, head, predictions: kept.Predictions, result: ProbeResult,
+                 probe: Probe) -> None:
+    """Saves the trained head (its config: what identifies and rebuilds it) and its predictions
+    on the reported split into the run folder (probing/kept.py)."""
+    kept.save_head(out, head, {
+        "task": result.task, "metric": result.metric, "value": result.value, "split": result.split,
+        "feature_dim": int(probe.backbone.feature_dim), "block": result.block, "t": result.t,
+        "noise_seed": result.noise_seed, "noise_draws": int(probe.noise_draws),
+        "backbone": result.backbone, "fingerprint": result.fingerprint, "seed": result.seed,
+        "steps": result.steps, "final_loss": result.final_loss})
+    predictions.write(out)
+
+
+def evaluate_kept(probe: Probe, head_dir, output_dir, split: str = "val", device="cpu",
+                  bindings: Sequence[str] = ()) -> ProbeResult:
+    """Re-evaluates the head kept in `head_dir` on `split` of probe.task, without training.
+
+    probe: the run's settings (its operative config, possibly pointing at another dataset of the
+    same task); its block, timestep and noise settings must be those the head was trained on,
+    and its backbone the same weights (fingerprint), else ConfigError says which differs.
+    Writes metrics.json (split = `split`, steps = the head's training steps) and
+    predictions.npz into output_dir (which may be head_dir itself); returns the result.
+    """
+    t0 = time.time()
+    probe.validate()
+    out = Path(output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    backbone, task = probe.backbone, probe.task
+    device = torch.device(device)
+    place_backbone(backbone, device)
+    info = backbone_info(backbone)
+    block = extract.resolve_block(probe.block, info["num_blocks"])
+    config = kept.read_config(head_dir)
+    asked = {"block": block, "t": int(probe.timestep), "noise_seed": int(probe.noise_seed),
+             "noise_draws": int(probe.noise_draws), "fingerprint": info["fingerprint"]}
+    differ = [f"{k}: head {config.get(k)!r} vs probe {v!r}" for k, v in asked.items()
+              if config.get(k) != v]
+    if differ:
+        raise ConfigError(f"the head in {head_dir} was trained on other features ({'; '.join(differ)}); "
+                          f"evaluate it with the run's operative_config.gin")
+    head, _ = kept.load_head(head_dir, task, int(backbone.feature_dim))
+    head = head.to(device)
+    source = FeatureSource(probe, block, seed_everything(int(config.get("seed") or 0)), splits=(split,))
+    predictions = kept.Predictions()
+    t_eval = time.perf_counter()
+    results = evaluate(probe, head, source, device, split=split, keep=predictions)
+    _sync(device)
+    value = results.get(task.metric)
+    status, error = STATUS_OK, None
+    if value is None or not math.isfinite(value):
+        status, error, value = STATUS_DIVERGED, f"metric {task.metric} evaluated to {value}", None
+    level = backbone.noise_level(int(probe.timestep)) if hasattr(backbone, "noise_level") else None
+    result = ProbeResult(
+        status=status, error=error, task=task.name, metric=task.metric, value=value,
+        higher_is_better=bool(task.higher_is_better), metrics=results, **info,
+        block=block, block_spec=probe.block, depth=block / max(info["num_blocks"], 1),
+        t=int(probe.timestep), noise=level.to_dict() if level is not None else None,
+        split=split, seed=config.get("seed"), noise_seed=int(probe.noise_seed),
+        steps=config.get("steps"), final_loss=config.get("final_loss"),
+        feature_source=source.kind, backbone_batches=source.backbone_batches,
+        compile_head=None, head_params=sum(p.numel() for p in head.parameters()),
+        wall_s=round(time.time() - t0, 3),
+        extract_s=round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
+        readout_s=round(time.perf_counter() - t_eval, 3), code=code_fingerprint(),
+        output_dir=str(out), bindings=list(bindings))
+    predictions.write(out)
     result.write(out)
     print(result.one_line(), flush=True)
     return result

@@ -18,7 +18,7 @@ def test_every_probe_field_is_either_an_entry_field_or_readout_only():
 
 def test_readout_only_fields_do_not_reach_the_cache_key(monkeypatch):
     seen = []
-    key_args = list(inspect.signature(extract.ensure_entry).parameters)[:8]  # through noise_seed
+    key_args = list(inspect.signature(extract.ensure_entry).parameters)[:9]  # through noise_draws
     monkeypatch.setattr(extract, "ensure_entry",
                         lambda *args: seen.append(dict(zip(key_args, args))) or (None, False))
     base = Probe(backbone="bb", task="task", block=2, timestep=100, cache_dir="c")
