@@ -2,6 +2,7 @@
 
   ridge_r2(x_train, y_train, x_test, y_test, lam)      Fig. 3: how linearly the features explain
                                                        a per-token target (flow magnitude)
+  select_lambda(x, y, groups)                          its penalty, by 2-fold CV on train rows
   auroc(scores, labels), pc1_auroc(x, positive, negative)
                                                        Fig. 4: does the first principal component
                                                        separate the moving subset from the frozen
@@ -60,6 +61,24 @@ def ridge_r2(x_train, y_train, x_test, y_test, lam: float = 1e-3) -> float:
     applied to x_test. x_*: (n, D) features per token, y_*: (n,) targets per token."""
     w, b = ridge_fit(x_train, y_train, lam)
     return r2_score(y_test, _f64(x_test) @ w + b)
+
+
+LAMBDAS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
+def select_lambda(x, y, groups, lams=LAMBDAS) -> float:
+    """The ridge penalty of `lams` with the best mean R^2 over 2 folds of the training rows,
+    split by group (e.g. the clip a token comes from: tokens of one clip are not independent,
+    so a fold never shares a clip with the other). x: (n, D), y: (n,), groups: (n,) int."""
+    g = torch.as_tensor(groups).reshape(-1)
+    fold = torch.remainder(torch.unique(g, return_inverse=True)[1], 2).bool()
+    if fold.all() or not fold.any():
+        return float(lams[len(lams) // 2])
+    x, y = _f64(x), _f64(y)
+
+    def score(lam):
+        return sum(ridge_r2(x[a], y[a], x[~a], y[~a], lam) for a in (fold, ~fold)) / 2
+    return float(max(lams, key=score))
 
 
 def auroc(scores, labels) -> float:

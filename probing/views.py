@@ -40,13 +40,14 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 
 def motion_r2(backbone, train: dict, test: dict, blocks: Sequence[int], timesteps: Sequence[int],
-              lam: float = 1e-2) -> list[dict]:
+              lams: Sequence[float] = measures.LAMBDAS) -> list[dict]:
     """Fig. 3's number: held-out R^2 of a ridge map from a block's token features to the true
     flow magnitude pooled onto the token grid (measures.ridge_r2, measures.pool_to_grid).
 
     train, test: {'video': (n, T, H, W, 3) uint8, 'magnitude': (n, T, H, W) pixels per frame}
     (tasks/synthetic/flow.py motion_clip, stacked); the ridge map is fitted on train's tokens
-    and scored on test's. Returns one row per (block, t): {'block', 't', 'r2'}.
+    (penalty chosen among `lams` by 2-fold CV over train's clips, measures.select_lambda) and
+    scored on test's. Returns one row per (block, t): {'block', 't', 'r2', 'lam'}.
     """
     rows = []
     for t in timesteps:
@@ -56,8 +57,11 @@ def motion_r2(backbone, train: dict, test: dict, blocks: Sequence[int], timestep
             _, tt, h, w, _ = f_train[b].shape
             y_train = measures.pool_to_grid(train["magnitude"], tt, h, w).reshape(-1)
             y_test = measures.pool_to_grid(test["magnitude"], tt, h, w).reshape(-1)
-            r2 = measures.ridge_r2(_tokens(f_train[b]), y_train, _tokens(f_test[b]), y_test, lam)
-            rows.append({"block": int(b), "t": int(t), "r2": r2})
+            x_train = _tokens(f_train[b])
+            clip = torch.arange(len(f_train[b]))[:, None].expand(-1, tt * h * w).reshape(-1)
+            lam = measures.select_lambda(x_train, y_train, clip, lams)
+            r2 = measures.ridge_r2(x_train, y_train, _tokens(f_test[b]), y_test, lam)
+            rows.append({"block": int(b), "t": int(t), "r2": r2, "lam": lam})
     return rows
 
 

@@ -4,7 +4,11 @@
                   meta device, so instant) and of every tokenizer size.
   --what pca      the paper's Fig. 4 probe: the brick-wall clip (a frozen region with a moving
                   subset inside) through I-WALT and V-WALT, their features at one block and t
-                  projected on the first three principal components and shown as colours.
+                  projected on the first three principal components and shown as colours, with
+                  its number: the AUROC of the first component for telling the moving subset
+                  from the frozen region (probing/views.py brick_wall_auroc; 0.5 = blind).
+  --what motion, t-variance   runners/visualize_motion.py (Fig. 3 measured; timestep variance)
+  --what predictions          runners/visualize_predictions.py (kept predictions of probe runs)
 
 Each view is one function `show_<what>(args) -> int` listed in VIEWS; adding a view adds one
 function and one entry (argparse takes its choices from VIEWS).
@@ -73,8 +77,9 @@ def show_pca(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    from tasks.synthetic.brick_wall import brick_wall_clip
     from backbones.build import build_backbone
+    from probing.views import brick_wall_auroc
+    from tasks.synthetic.brick_wall import brick_wall_clip
 
     clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
     video = clip["video"][None]                                     # (1, T, H, W, 3) uint8
@@ -84,7 +89,9 @@ def show_pca(args) -> int:
                                   walt_checkpoint=ckpt, image_size=args.image_size)
         feats = backbone.features(video, args.timestep, [args.block],
                                   seeds=torch.zeros(1, dtype=torch.long))[args.block][0]
-        rows.append((label, _pca_rgb(feats)))                       # (t, h, w, 3)
+        score = brick_wall_auroc(feats, clip["moving_mask"], clip["frozen_mask"])
+        print(f"brick wall  {label}  block {args.block}  t = {args.timestep}: PC1 AUROC {score:.3f}")
+        rows.append((f"{label}\nPC1 AUROC {score:.2f}", _pca_rgb(feats)))  # (t, h, w, 3)
     t = rows[0][1].shape[0]
     frames = [min(4 * i, 16) for i in range(t)]                     # last pixel frame of latent i
     fig, axes = plt.subplots(3, t, figsize=(2.2 * t, 7), layout="constrained")
@@ -100,28 +107,61 @@ def show_pca(args) -> int:
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Brick-wall probe (paper Fig. 4): PCA of block {args.block} features at t = "
-                 f"{args.timestep}. Yellow: frozen region; white: the subset inside it that moves.")
-    out = Path(args.out)
+                 f"{args.timestep}. Yellow: frozen region; white: the subset inside it that moves.\n"
+                 f"AUROC: first principal component, moving subset vs the rest of the frozen "
+                 f"region (latent frames 1-{t - 1}; 0.5 = blind, 1 = separated)", fontsize=10)
+    out = Path(args.out or DEFAULT_OUT["pca"])
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
     return 0
 
 
-VIEWS = {"sizes": show_sizes, "pca": show_pca}
+def show_motion(args) -> int:
+    from runners.visualize_motion import show_motion as show
+    return show(_with_out(args, "motion"))
+
+
+def show_t_variance(args) -> int:
+    from runners.visualize_motion import show_t_variance as show
+    return show(_with_out(args, "t-variance"))
+
+
+def show_predictions(args) -> int:
+    from runners.visualize_predictions import show_predictions as show
+    return show(_with_out(args, "predictions"))
+
+
+def _with_out(args, what: str):
+    args.out = args.out or DEFAULT_OUT[what]
+    return args
+
+
+VIEWS = {"sizes": show_sizes, "pca": show_pca, "motion": show_motion,
+         "t-variance": show_t_variance, "predictions": show_predictions}
+DEFAULT_OUT = {"pca": "results/brick_wall_pca.png", "motion": "results/views/motion.png",
+               "t-variance": "results/views/t_variance.png",
+               "predictions": "results/views/predictions.png"}
 
 
 def add_arguments(parser) -> None:
+    from runners import visualize_motion, visualize_predictions
+
     parser.add_argument("--what", choices=sorted(VIEWS), default="sizes",
                         help="what to show (default: %(default)s)")
-    pca = parser.add_argument_group("--what pca")
+    parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                        help="--what predictions: probe run folders with predictions.npz")
+    pca = parser.add_argument_group("--what pca | motion | t-variance")
     pca.add_argument("--block", type=int, default=5, help="block to capture (default: %(default)s)")
     pca.add_argument("--timestep", type=int, default=200, help="noise timestep (default: %(default)s)")
     pca.add_argument("--image_size", type=int, default=64)
     pca.add_argument("--tokenizer", default="checkpoints/tokenizer_small.safetensors")
     pca.add_argument("--iwalt", default="checkpoints/iwalt_small.safetensors")
     pca.add_argument("--vwalt", default="checkpoints/vwalt_small.safetensors")
-    pca.add_argument("--out", default="results/brick_wall_pca.png")
+    pca.add_argument("--out", default=None, help="output PNG (default per view: "
+                     + ", ".join(f"{k}: {v}" for k, v in DEFAULT_OUT.items()) + ")")
+    visualize_motion.add_arguments(pca)
+    visualize_predictions.add_arguments(parser.add_argument_group("--what predictions"))
 
 
 def main(args, gin_args) -> int:

@@ -63,7 +63,7 @@ def motion_clip(seed: int, image_size: int = 64, num_frames: int = 17, moving: b
     """
     gen = torch.Generator().manual_seed(int(seed))
     room = world.sample_room(gen)
-    mover = world.sample_object(gen, room, num_frames, static=not moving, scale=1.3)
+    mover = world.sample_object(gen, room, num_frames, static=not moving, scale=2.0)
     still = [world.sample_object(gen, room, num_frames, static=True) for _ in range(num_static)]
     cam = world.sample_camera(gen, num_frames, moving=False)
     batch = batch_scenes([world.assemble(room, [mover, *still], cam, image_size)])
