@@ -74,6 +74,10 @@ class Probe:
     noise_draws: K >= 1 noise draws whose features are averaged before the readout (each
       seeded per example and draw, probing/extract.py block_features); K = 1 is a single draw.
       Costs K backbone passes per batch; part of the cache key.
+    eval_clips: N >= 1 clips per video at evaluation (video classification): the task's
+      datasets offer N evenly spaced temporal windows per video (tasks/task.py ClipView), the
+      head's softmax probabilities are averaged over them per video and scored once (the
+      paper's multi-clip evaluation). Training still sees one clip per example.
     keep_head: save the trained head and its predictions in the run folder (probing/kept.py);
       a huge sweep may turn it off (gin: Probe.keep_head = False).
     compile_head: None (eager) or a torch.compile mode for the readout head: 'default',
@@ -96,6 +100,7 @@ class Probe:
     cache_dtype: str = "float16"
     noise_seed: int = 0
     noise_draws: int = 1
+    eval_clips: int = 1
     keep_head: bool = True
     num_workers: int = 0
     log_every: int = 50
@@ -129,6 +134,9 @@ def check(probe: Probe) -> Probe:
     if isinstance(probe.noise_draws, bool) or not isinstance(probe.noise_draws, int) or probe.noise_draws < 1:
         raise ConfigError(f"Probe.noise_draws = {probe.noise_draws!r}; use an int >= 1 (1 = one "
                           f"noise draw, K > 1 averages the features over K draws)")
+    if isinstance(probe.eval_clips, bool) or not isinstance(probe.eval_clips, int) or probe.eval_clips < 1:
+        raise ConfigError(f"Probe.eval_clips = {probe.eval_clips!r}; use an int >= 1 (clips "
+                          f"averaged per video at evaluation)")
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
@@ -333,7 +341,10 @@ def fit_readout(probe: Probe, head, source: FeatureSource, device, tb=None,
 def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "val",
              keep: kept.Predictions | None = None) -> dict[str, float]:
     """The task's metrics of `head` on `split`: {name: value} from the task's accumulator.
-    keep: a kept.Predictions that also receives every batch's predictions, or None."""
+    keep: a kept.Predictions that also receives every batch's predictions, or None.
+    With probe.eval_clips > 1, `evaluate_clips` scores the average over the clips of each video."""
+    if probe.eval_clips > 1:
+        return evaluate_clips(probe, head, source, device, split, keep)
     acc = probe.task.new_accumulator()
     head.eval()
     with torch.no_grad():
@@ -343,6 +354,51 @@ def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "va
             acc.update(preds, batch)
             if keep is not None:
                 keep.update(preds, batch)
+    return {k: float(v) for k, v in acc.result().items()}
+
+
+def evaluate_clips(probe: Probe, head, source: FeatureSource, device, split: str = "val",
+                   keep: kept.Predictions | None = None) -> dict[str, float]:
+    """Multi-clip evaluation: for each of N = probe.eval_clips views (tasks/task.py ClipView),
+    features of every video's view-th window (cached per view: each view is its own dataset),
+    the head's logits (b, k); per video the softmax probabilities are averaged,
+        p(video) = (1 / N) sum_v softmax(logits_v),
+    and the task's accumulator scores log p(video) (same argmax as p) once per video."""
+    from tasks.task import ClipView
+
+    task = probe.task
+    probs: dict[int, torch.Tensor] = {}
+    items: dict[int, dict] = {}
+    head.eval()
+    for view in range(probe.eval_clips):
+        datasets = {**task.datasets, split: ClipView(task.split(split), view, probe.eval_clips)}
+        view_probe = dataclasses.replace(probe, task=dataclasses.replace(task, datasets=datasets),
+                                         eval_clips=1)
+        view_source = FeatureSource(view_probe, source.block, source.gen, splits=(split,))
+        with torch.no_grad():
+            for feats, batch in view_source.epoch(split, probe.eval_batch_size, train=False):
+                batch = _to(batch, device)
+                logits = head(*task.head_inputs(feats.to(device), batch))
+                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                    raise ConfigError(f"Probe.eval_clips = {probe.eval_clips} averages class "
+                                      f"predictions; task '{task.name}' is not a classification "
+                                      f"task (set Probe.eval_clips = 1)")
+                p = torch.softmax(logits.float(), dim=-1)
+                for row, i in enumerate(torch.as_tensor(batch["index"]).tolist()):
+                    probs[i] = probs.get(i, 0) + p[row] / probe.eval_clips
+                    items.setdefault(i, {k: v[row] for k, v in batch.items()
+                                         if isinstance(v, torch.Tensor) and v.ndim and k != "video"})
+        source.backbone_batches += view_source.backbone_batches
+        source.created += view_source.created
+    acc = task.new_accumulator()
+    order = sorted(probs)
+    for i in range(0, len(order), probe.eval_batch_size):
+        chunk = order[i:i + probe.eval_batch_size]
+        logits = torch.log(torch.stack([probs[j] for j in chunk]).clamp_min(1e-30))
+        batch = {k: torch.stack([items[j][k] for j in chunk]) for k in items[chunk[0]]}
+        acc.update(logits, batch)
+        if keep is not None:
+            keep.update(logits, batch)
     return {k: float(v) for k, v in acc.result().items()}
 
 
