@@ -102,7 +102,8 @@ class Predictions:
       pred_label     int64 (N,) argmax of the logits (classification only)
       <item key>     the targets the task scores against (label, depth, pose, query_points,
                      target_points, occluded, boxes, box_valid), as the items carry them
-    A tensor whose leading axis is not the batch is stored from the first batch only.
+    Head outputs with at least 2 axes, the first the batch, are per example; any other head
+    output (DepthReadout's 1-D rows / cols) is stored from the first batch only.
     """
 
     TARGETS = ("label", "depth", "pose", "query_points", "target_points", "occluded", "boxes",
@@ -114,17 +115,17 @@ class Predictions:
 
     def update(self, preds: Any, batch: dict) -> None:
         b = _batch_size(batch)
-        out = {f"pred_{k}": v for k, v in _flat(preds).items()}
+        per_example = {"index": torch.as_tensor(batch["index"])}
+        per_example.update({k: torch.as_tensor(batch[k]) for k in self.TARGETS if k in batch})
         if isinstance(preds, torch.Tensor) and preds.ndim == 2:
-            out["pred_label"] = preds.argmax(dim=-1)
-        out["index"] = torch.as_tensor(batch["index"])
-        out.update({k: torch.as_tensor(batch[k]) for k in self.TARGETS if k in batch})
-        for k, v in out.items():
-            arr = v.detach().cpu().numpy()
-            if arr.ndim and arr.shape[0] == b:
-                self.rows.setdefault(k, []).append(arr)
+            per_example["pred_label"] = preds.argmax(dim=-1)
+        for k, v in _flat(preds).items():
+            if v.ndim >= 2 and v.shape[0] == b:
+                per_example[f"pred_{k}"] = v
             else:
-                self.once.setdefault(k, arr)
+                self.once.setdefault(f"pred_{k}", v.detach().cpu().numpy())
+        for k, v in per_example.items():
+            self.rows.setdefault(k, []).append(v.detach().cpu().numpy())
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {**{k: np.concatenate(v) for k, v in self.rows.items()}, **self.once}

@@ -28,3 +28,70 @@ def test_brick_wall_pca_png_through_the_cli(tmp_path):
     out = tmp_path / "pca.png"
     assert cli.main(["visualize", "--what", "pca", "--block", "2", "--out", str(out)]) == 0
     assert out.stat().st_size > 10_000
+
+
+def test_motion_and_t_variance_views_through_the_cli(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "motion.png"
+    assert cli.main(["visualize", "--what", "motion", "--clips", "2", "--blocks", "2",
+                     "--timesteps", "0", "--block", "2", "--timestep", "0", "--image_size", "64",
+                     "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert {(r["model"], r["block"], r["t"]) for r in rows} == {("I-WALT", "2", "0"), ("V-WALT", "2", "0")}
+    assert out.stat().st_size > 10_000 and (tmp_path / "motion_r2.png").is_file()
+    assert "motion R^2  V-WALT  block  2  t =   0" in capsys.readouterr().out
+
+    out = tmp_path / "tvar.png"
+    assert cli.main(["visualize", "--what", "t-variance", "--clips", "1", "--blocks", "2",
+                     "--timesteps", "500", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    clean = [r for r in rows if r["t"] == "0"]
+    assert len(clean) == 2 and all(abs(float(r["explained"]) - 1) < 1e-6 for r in clean)
+    assert all(abs(float(r["cosine"]) - 1) < 1e-6 for r in clean)
+    noisy = [float(r["cosine"]) for r in rows if r["t"] == "500"]
+    assert len(noisy) == 2 and all(c < 0.9999 for c in noisy)
+
+
+def _fake_run(folder, task, arrays):
+    import json
+
+    import numpy as np
+
+    folder.mkdir()
+    (folder / "head.json").write_text(json.dumps({"task": task, "split": "val", "block": 2, "t": 100}))
+    (folder / "head.safetensors").write_bytes(b"")
+    np.savez(folder / "predictions.npz", **arrays)
+    return str(folder)
+
+
+def test_prediction_overlays_for_every_kind(tmp_path, monkeypatch):
+    """Truth next to predictions for each task kind, on stand-in predictions (the drawing; the
+    files themselves come from a real probe in tests/runners/test_kept_readouts.py)."""
+    import numpy as np
+
+    from runners import visualize_predictions as vp
+
+    rng = np.random.default_rng(0)
+    n, t, h, w, q = 2, 5, 32, 32, 4
+    videos = [{"video": rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8)} for _ in range(n)]
+    monkeypatch.setattr(vp, "_dataset", lambda run_dir, split: (videos, None))
+    index = np.arange(n)
+    kinds = {
+        "depth": {"pred_depth": rng.random((n, t, h, w)) + 1, "depth": rng.random((n, t, h, w)) + 1},
+        "points": {"pred_values": rng.random((n, q, t, 2)), "pred_logits": rng.normal(size=(n, q, t, 2)),
+                   "target_points": rng.random((n, q, t, 2)) * 32, "occluded": rng.random((n, q, t)) > 0.7,
+                   "query_points": np.zeros((n, q, 3))},
+        "boxes": {"pred_values": np.tile([0.1, 0.1, 0.5, 0.6], (n, 3, t, 1)),
+                  "boxes": np.tile([0.2, 0.2, 0.6, 0.7], (n, 3, t, 1)), "box_valid": np.ones((n, 3, t), bool)},
+        "pose": {"pred_pose": np.tile(np.eye(3, 4), (n, 1, 1)), "pose": np.tile(np.eye(3, 4), (n, 1, 1))},
+        "classes": {"pred_logits": rng.normal(size=(n, 11)), "label": np.array([3, 4])},
+    }
+    for kind, arrays in kinds.items():
+        run_a = _fake_run(tmp_path / f"{kind}_a", kind, {"index": index, **arrays})
+        run_b = _fake_run(tmp_path / f"{kind}_b", kind, {"index": index, **arrays})
+        out = tmp_path / f"{kind}.png"
+        argv = ["visualize", "--what", "predictions", run_a, run_b, "--examples", "2", "--out", str(out)]
+        assert cli.main(argv + (["--gif"] if kind == "points" else [])) == 0, kind
+        assert out.stat().st_size > 5_000, kind
+    assert (tmp_path / "points.gif").stat().st_size > 1_000
