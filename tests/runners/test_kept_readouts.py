@@ -61,3 +61,17 @@ def test_keep_head_off_keeps_nothing(tmp_path, synthetic_cache):
     assert not any((run / n).exists() for n in (kept.HEAD_WEIGHTS, kept.HEAD_CONFIG, kept.PREDICTIONS))
     with pytest.raises(kept.KeptHeadError, match="keep_head = True"):
         kept.read_config(run)
+
+
+def test_predictions_keep_per_example_rows_and_shared_pixel_indices(tmp_path):
+    import torch
+
+    keep = kept.Predictions()
+    for start in (0, 4):  # a depth head's rows / cols have the batch's length here, on purpose
+        batch = {"index": torch.arange(start, start + 4), "depth": torch.rand(4, 2, 4, 4)}
+        keep.update({"depth": torch.rand(4, 2, 4, 4), "rows": torch.arange(4), "cols": torch.arange(4)},
+                    batch)
+    keep.write(tmp_path)
+    got = kept.read_predictions(tmp_path)
+    assert got["pred_depth"].shape == (8, 2, 4, 4) and got["depth"].shape == (8, 2, 4, 4)
+    assert got["pred_rows"].tolist() == [0, 1, 2, 3] and got["index"].tolist() == list(range(8))
