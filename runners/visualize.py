@@ -19,6 +19,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from runners.drawing import pca_rgb as _pca_rgb  # noqa: F401  (the views' PCA colours)
+
 USES_GIN = False  # the sizes table needs no configuration; views that do parse gin themselves
 
 
@@ -53,21 +55,6 @@ def show_sizes(args) -> int:
         out.write(f"{name:<6} {kw['base_channels']:>7} {mults:>9} {kw['num_res_blocks']:>6} "
                   f"{n['encoder']:>14,} {n['decoder']:>14,} {n['total']:>14,}\n")
     return 0
-
-
-def _pca_rgb(feats):
-    """(t, h, w, d) features -> (t, h, w, 3) in [0, 1]: projection on the top-3 principal
-    components of these tokens, each component min-max scaled (as DINO-style PCA maps)."""
-    import torch
-    from einops import rearrange
-
-    t, h, w, _ = feats.shape
-    x = rearrange(feats, "t h w d -> (t h w) d").float()
-    x = x - x.mean(dim=0)
-    _, _, v = torch.pca_lowrank(x, q=3, center=False)
-    y = x @ v[:, :3]
-    y = (y - y.min(dim=0).values) / (y.max(dim=0).values - y.min(dim=0).values).clamp_min(1e-8)
-    return rearrange(y, "(t h w) c -> t h w c", t=t, h=h, w=w)
 
 
 def show_pca(args) -> int:

@@ -41,19 +41,6 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
-def flow_rgb(flow):
-    """(H, W, 2) flow [dx, dy] -> (H, W, 3) in [0, 1]: hue = direction, brightness = magnitude
-    relative to the largest in the map (the usual flow colour wheel)."""
-    import numpy as np
-    from matplotlib.colors import hsv_to_rgb
-
-    f = np.asarray(flow, dtype=np.float64)
-    mag = np.hypot(f[..., 0], f[..., 1])
-    hue = (np.arctan2(f[..., 1], f[..., 0]) / (2 * np.pi)) % 1.0
-    value = mag / max(mag.max(), 1e-6)
-    return hsv_to_rgb(np.stack([hue, np.ones_like(hue), value], axis=-1))
-
-
 def show_motion(args) -> int:
     import matplotlib
     matplotlib.use("Agg")
@@ -61,7 +48,7 @@ def show_motion(args) -> int:
     import torch
 
     from probing import views
-    from runners.visualize import _pca_rgb
+    from runners.drawing import flow_rgb, pca_rgb
     from tasks.synthetic.flow import motion_clip
 
     n = max(2, args.clips)
@@ -80,7 +67,7 @@ def show_motion(args) -> int:
             rows.append({"model": label, **row})
             print(f"motion R^2  {label}  block {row['block']:>2}  t = {row['t']:>3}: {row['r2']:.3f}")
         feats = views.clip_features(backbone, test["video"][:1], args.timestep, [args.block])
-        pcas.append((label, _pca_rgb(feats[args.block][0])))
+        pcas.append((label, pca_rgb(feats[args.block][0])))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(out.with_suffix(".csv"), rows)
