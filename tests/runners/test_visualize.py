@@ -43,11 +43,11 @@ def test_motion_and_t_variance_views_through_the_cli(tmp_path, capsys):
     assert "motion R^2  V-WALT  block  2  t =   0" in capsys.readouterr().out
 
     out = tmp_path / "tvar.png"
-    assert cli.main(["visualize", "--what", "t-variance", "--clips", "1", "--blocks", "2",
+    assert cli.main(["visualize", "--what", "t-variance", "--clips", "2", "--blocks", "2",
                      "--timesteps", "500", "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
     clean = [r for r in rows if r["t"] == "0"]
-    assert len(clean) == 2 and all(abs(float(r["explained"]) - 1) < 1e-6 for r in clean)
+    assert len(clean) == 2 and all(abs(float(r["explained"]) - 1) < 1e-4 for r in clean)
     assert all(abs(float(r["cosine"]) - 1) < 1e-6 for r in clean)
     noisy = [float(r["cosine"]) for r in rows if r["t"] == "500"]
     assert len(noisy) == 2 and all(c < 0.9999 for c in noisy)
