@@ -126,26 +126,29 @@ def pc1_auroc(x, positive, negative) -> float:
     return max(a, 1 - a)
 
 
-def explained_by(x0, xt, x0_test=None, xt_test=None, lam: float = 1e-6) -> float:
-    """Fraction of the variance of xt (n, D) explained by an affine map from x0 (n, D'):
-    1 - sum_d ||xt_d - x0 W_d - b_d||^2 / sum_d ||xt_d - mean xt_d||^2, with W, b fitted by
-    ridge (lam per example, on standardised x0) on (x0, xt) and, when given, scored on held-out
-    rows (x0_test, xt_test) (an in-sample fit with D' close to n flatters itself). 1 when xt is
-    an affine function of x0 (e.g. t = 0), toward 0 as the noise drowns what the clean features
-    carry; NaN when the scored xt is constant."""
+def explained_by(x0, xt, lam: float = 1e-6) -> float:
+    """Fraction of the variance of xt (n, D) explained by an affine map from x0 (n, p), adjusted
+    for the number of predictors p (an in-sample fit of p free directions explains about p / n of
+    pure noise; a held-out fit at p close to n is unstable instead):
+        R^2   = 1 - sum_d ||xt_d - x0 W_d - b_d||^2 / sum_d ||xt_d - mean xt_d||^2
+        R^2_a = 1 - (1 - R^2) (n - 1) / (n - p - 1)
+    with W, b least squares (ridge lam per example on standardised x0, for numerical safety).
+    1 when xt is an affine function of x0 (e.g. t = 0), about 0 when unrelated. Needs n > p + 1
+    rows (tokens of several clips); NaN when xt is constant."""
     x0, xt = _f64(x0), _f64(xt)
-    x0_test, xt_test = (x0, xt) if x0_test is None else (_f64(x0_test), _f64(xt_test))
+    n, p = x0.shape
+    if n <= p + 1:
+        raise ValueError(f"explained_by needs more rows than predictors + 1: {n} rows, {p} "
+                         f"features; use more clips")
     mu, sd = x0.mean(0), x0.std(0, unbiased=False).clamp_min(1e-12)
-
-    def design(x):
-        z = (x - mu) / sd
-        return torch.cat([z, torch.ones(len(z), 1, dtype=z.dtype)], dim=1)
-    z = design(x0)
-    n, d = z.shape
-    gram = z.T @ z + lam * n * torch.eye(d, dtype=z.dtype)
-    fit = design(x0_test) @ torch.linalg.solve(gram, z.T @ xt)
-    total = ((xt_test - xt_test.mean(0)) ** 2).sum()
-    return float(1 - ((xt_test - fit) ** 2).sum() / total) if total > 0 else float("nan")
+    z = torch.cat([(x0 - mu) / sd, torch.ones(n, 1, dtype=x0.dtype)], dim=1)
+    gram = z.T @ z + lam * n * torch.eye(p + 1, dtype=z.dtype)
+    fit = z @ torch.linalg.solve(gram, z.T @ xt)
+    total = ((xt - xt.mean(0)) ** 2).sum()
+    if total <= 0:
+        return float("nan")
+    r2 = 1 - ((xt - fit) ** 2).sum() / total
+    return float(1 - (1 - r2) * (n - 1) / (n - p - 1))
 
 
 def mean_cosine(x0, xt) -> float:

@@ -87,19 +87,16 @@ def brick_wall_auroc(features: torch.Tensor, moving_mask: torch.Tensor,
 def timestep_variance(backbone, videos: torch.Tensor, blocks: Sequence[int],
                       timesteps: Sequence[int]) -> list[dict]:
     """How much of a block's features at t the clean ones carry: per (block, t), the fraction
-    of the variance of the t-features explained by an affine map from the t = 0 features
-    (measures.explained_by; fitted on the first half of the clips, scored on the rest when
-    there are 2 or more) and their mean token cosine similarity over all clips
-    (measures.mean_cosine). Rows {'block', 't', 'explained', 'cosine'}; t = 0 gives 1 and 1."""
+    of the variance of the t-features explained by an affine map from the t = 0 features,
+    adjusted for the number of features (measures.explained_by), and their mean token cosine
+    similarity (measures.mean_cosine), over the tokens of all clips.
+    Rows {'block', 't', 'explained', 'cosine'}; t = 0 gives 1 and 1."""
     clean = clip_features(backbone, videos, 0, blocks)
-    half = len(videos) // 2 if len(videos) > 1 else len(videos)
     rows = []
     for t in timesteps:
         noisy = clean if int(t) == 0 else clip_features(backbone, videos, t, blocks)
         for b in blocks:
             x0, xt = _tokens(clean[b]), _tokens(noisy[b])
-            fit = [_tokens(clean[b][:half]), _tokens(noisy[b][:half])]
-            held = [_tokens(clean[b][half:]), _tokens(noisy[b][half:])] if half < len(videos) else [None, None]
-            rows.append({"block": int(b), "t": int(t), "explained": measures.explained_by(*fit, *held),
+            rows.append({"block": int(b), "t": int(t), "explained": measures.explained_by(x0, xt),
                          "cosine": measures.mean_cosine(x0, xt)})
     return rows
