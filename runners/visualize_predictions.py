@@ -69,6 +69,7 @@ def _trails(ax, xy, visible, colours, lw=1.0):
 def _draw_points(ax, frame, truth, pred, size):
     h, w = size
     ax.imshow(frame)
+    ax.set_xlim(0, w), ax.set_ylim(h, 0)  # trails that leave the frame are clipped, not zoomed out
     if pred is None:
         _trails(ax, truth["target_points"], ~truth["occluded"], {True: "white", False: (1, 1, 1, 0.2)})
         return
