@@ -33,6 +33,22 @@ def backbones(args):
                                          ("V-WALT", "video", args.vwalt))]
 
 
+FRAMES = (0, 4, 8, 12, 16)  # clip frames shown: the last frame of each of V-WALT's 5 latents
+
+
+def _covering(backbone, num_feature_frames: int) -> list[int]:
+    """The feature frame covering each of FRAMES: from the backbone's own frame spans when it
+    reports them (backbones/base.py feature_spans), else WALT's causal layout (frame 0 alone,
+    then 4 frames per latent) or one feature frame per clip frame."""
+    spans = getattr(backbone, "feature_spans", None)
+    if callable(spans):
+        s = spans(17)
+        return [int(((s[:, 0] <= f) & (f < s[:, 1])).nonzero()[0]) for f in FRAMES]
+    if num_feature_frames == 17:
+        return list(FRAMES)
+    return [min((f + 3) // 4, num_feature_frames - 1) for f in FRAMES]
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -67,21 +83,21 @@ def show_motion(args) -> int:
             rows.append({"model": label, **row})
             print(f"motion R^2  {label}  block {row['block']:>2}  t = {row['t']:>3}: {row['r2']:.3f}")
         feats = views.clip_features(backbone, test["video"][:1], args.timestep, [args.block])
-        pcas.append((label, pca_rgb(feats[args.block][0])))
+        pcas.append((label, pca_rgb(feats[args.block][0][_covering(backbone, feats[args.block].shape[1])])))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_csv(out.with_suffix(".csv"), rows)
 
-    # The picture: test clip 0, its true flow, each model's PCA at (block, t), per latent frame.
+    # The picture: test clip 0, its true flow, each model's PCA at (block, t) in the feature
+    # frame covering each shown clip frame.
     clip = clips[half]
-    t = pcas[0][1].shape[0]
-    frames = [min(4 * i, 16) for i in range(t)]
+    frames, t = list(FRAMES), len(FRAMES)
     r2 = {(r["model"], r["block"], r["t"]): r["r2"] for r in rows}
     fig, axes = plt.subplots(2 + len(pcas), t, figsize=(2.2 * t, 2.3 * (2 + len(pcas))),
                              layout="constrained", squeeze=False)
     for i, f in enumerate(frames):
         axes[0, i].imshow(clip["video"][f].numpy())
-        axes[0, i].set_title(f"frame {f} (latent {i})", fontsize=9)
+        axes[0, i].set_title(f"frame {f}", fontsize=9)
         axes[1, i].imshow(flow_rgb(clip["flow"][f]))
         for r, (label, rgb) in enumerate(pcas, start=2):
             axes[r, i].imshow(rgb[i].numpy(), interpolation="nearest")
