@@ -315,7 +315,7 @@ def scaled_main(args) -> int:
         for t in args.timesteps:
             for split in ("train", "val"):
                 extract.ensure_entry(probe.backbone, probe.task, split, t, blocks, alone,
-                                     probe.cache_dtype, 0, probe.eval_batch_size, 0)
+                                     probe.cache_dtype, 0, batch_size=probe.eval_batch_size)
         engine._sync(device)
         passes_s = time.perf_counter() - t0
     passes_alone = count.examples / clips

@@ -3,7 +3,9 @@
 One backbone pass per batch yields all requested blocks (the backbone runs only up to the
 deepest one), so caching an L-block x T-timestep grid costs T passes over each split. The noise
 is fixed per example (seed = item index + NOISE_STRIDE * noise_seed), so the cached features are
-exactly those a probe would compute on the fly with the same settings.
+exactly those a probe would compute on the fly with the same settings. With noise_draws = K > 1
+the features are the mean over K such draws (`block_features`), draw k seeded by
+`draw_seeds(seeds, k)`; K = 1 is the single draw, unchanged.
 
 Every stored batch also holds `feature_spans` (b, t', 2): the clip frames each feature frame
 covers (backbones/base.py frame_spans), which the task kinds resample time on.
@@ -16,7 +18,9 @@ then shuffles all n * K rows, so each step's examples come with one of their K v
 the cache refuses the split (ConfigError) instead of freezing one view silently.
 
 API (used by the probe engine, `walt-probe extract` and the sweep's cache-preparation tasks):
-  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views) -> CacheKey
+  cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views, noise_draws)
+    -> CacheKey
+  block_features(backbone, video, timestep, blocks, seeds, noise_draws) -> {block: features}
   ensure_entry(backbone, task, split, timestep, blocks, root, ...) -> (CacheEntry, created: bool)
 """
 
@@ -81,6 +85,40 @@ def noise_seeds(batch, noise_seed: int) -> torch.Tensor:
     return torch.as_tensor(batch["index"]).long() + NOISE_STRIDE * int(noise_seed)
 
 
+# Draw k > 0 of a noise ensemble adds k * DRAW_STRIDE to the seeds: beyond every index and
+# noise_seed offset in use (both < NOISE_STRIDE), so no draw repeats another example's noise;
+# draw 0 is today's noise, so K = 1 reproduces the single-draw features bit for bit.
+DRAW_STRIDE = NOISE_STRIDE ** 2
+
+
+def draw_seeds(seeds: torch.Tensor, draw: int) -> torch.Tensor:
+    """(b,) long seeds of noise draw `draw` (0 = the single-draw seeds themselves)."""
+    return seeds + DRAW_STRIDE * int(draw)
+
+
+def block_features(backbone, video: torch.Tensor, timestep: int, blocks: Sequence[int],
+                   seeds: torch.Tensor, noise_draws: int = 1) -> dict[int, torch.Tensor]:
+    """The backbone's features of `blocks`, averaged over `noise_draws` fixed noise draws.
+
+    video: (b, T, H, W, 3) uint8 on the backbone's device; seeds: (b,) long (`noise_seeds`).
+    Returns {block: (b, t, h, w, D)}: for K = noise_draws,
+        f(x) = (1 / K) sum_{k=0}^{K-1} features(x, t, eps_k),  eps_k seeded by draw_seeds(seeds, k),
+    summed in float32. K = 1 returns the backbone's output untouched (its dtype, bit for bit).
+    Each draw costs one backbone pass, so K multiplies extraction time by K.
+    """
+    if int(noise_draws) < 1:
+        raise ConfigError(f"noise_draws = {noise_draws}; use an int >= 1 (1 = a single noise draw)")
+    feats = backbone.features(video, timestep, list(blocks), seeds=seeds)
+    if noise_draws == 1:
+        return feats
+    total = {b: feats[b].float() for b in blocks}
+    for draw in range(1, int(noise_draws)):
+        more = backbone.features(video, timestep, list(blocks), seeds=draw_seeds(seeds, draw))
+        for b in blocks:
+            total[b] += more[b].float()
+    return {b: v / int(noise_draws) for b, v in total.items()}
+
+
 def resolve_block(spec, num_blocks: int) -> int:
     """One block index: an int (0 = embedding output, 1..L) or a fraction of depth in [0, 1]
     (0.66 of 12 blocks -> 8); 1 and 1.0 differ. `backbones.base.resolve_blocks` decides; this
@@ -107,17 +145,22 @@ def valid_blocks(specs: Sequence, num_blocks: int) -> list[int]:
 
 
 def cache_key(backbone, task, split: str, timestep: int, blocks: Sequence[int],
-              dtype: str = "float16", noise_seed: int = 0, views: int | None = None) -> fc.CacheKey:
+              dtype: str = "float16", noise_seed: int = 0, views: int | None = None,
+              noise_draws: int = 1) -> fc.CacheKey:
     """The cache key of `task`'s split seen through `backbone` at `timestep`.
 
     views: augmented views per example of an augmenting split (see the module docstring);
     ignored, and absent from the key, for a split that does not augment.
+    noise_draws: the features are the mean over this many noise draws; part of the key only
+    when != 1, so entries written before noise ensembles keep their keys.
     """
     preprocessing = {"dtype": dtype, "noise": "fixed-per-index", "noise_seed": int(noise_seed),
                      "noise_stride": NOISE_STRIDE}
     views = cache_views(task, split, views)
     if views is not None:
         preprocessing.update(views=views, view_seed_salt=VIEW_SEED_SALT)
+    if int(noise_draws) != 1:
+        preprocessing.update(noise_draws=int(noise_draws), draw_stride=DRAW_STRIDE)
     return fc.CacheKey(backbone=str(backbone.fingerprint), timestep=int(timestep),
                        dataset=fc.dataset_identity(task.name, split, task.split(split)),
                        split=split, preprocessing=preprocessing, blocks=tuple(blocks))
@@ -157,9 +200,10 @@ def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_wo
                 torch.manual_seed(view * VIEW_SEED_SALT + 1)
                 for batch in loader:
                     seeds = noise_seeds(batch, key.preprocessing["noise_seed"]).to(device)
-                    feats = backbone.features(batch["video"].to(device), key.timestep,
-                                              list(key.blocks), seeds=seeds)
-                    passes += 1
+                    draws = key.preprocessing.get("noise_draws", 1)
+                    feats = block_features(backbone, batch["video"].to(device), key.timestep,
+                                           list(key.blocks), seeds, draws)
+                    passes += draws
                     add_feature_spans(batch, backbone, feats)
                     if views:
                         batch["view"] = torch.full((len(batch["video"]),), view, dtype=torch.long)
@@ -173,20 +217,21 @@ def extract(backbone, task, key: fc.CacheKey, root, batch_size: int = 32, num_wo
 # the folder, the stored block set, and whether the cache is used at all. Every other Probe
 # setting changes only the readout; probing/probe.py derives READOUT_ONLY_FIELDS from this, and
 # the sweep its readout-only grid axes (grid points differing only there share one entry).
-ENTRY_FIELDS = ("backbone", "task", "timestep", "cache_dtype", "noise_seed", "cache_dir",
-                "cache_blocks", "use_cache", "cache_views")
+ENTRY_FIELDS = ("backbone", "task", "timestep", "cache_dtype", "noise_seed", "noise_draws",
+                "cache_dir", "cache_blocks", "use_cache", "cache_views")
 
 
 def ensure_probe_entry(probe, split: str, blocks: Sequence[int]) -> tuple[fc.CacheEntry, bool]:
     """`ensure_entry` with a Probe's settings (probing/probe.py): (entry, created)."""
     return ensure_entry(probe.backbone, probe.task, split, probe.timestep, blocks, probe.cache_dir,
                         probe.cache_dtype, probe.noise_seed, probe.eval_batch_size, probe.num_workers,
-                        probe.cache_views)
+                        views=probe.cache_views, noise_draws=probe.noise_draws)
 
 
 def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int], root,
                  dtype: str = "float16", noise_seed: int = 0, batch_size: int = 32,
-                 num_workers: int = 0, views: int | None = None) -> tuple[fc.CacheEntry, bool]:
+                 num_workers: int = 0, views: int | None = None,
+                 noise_draws: int = 1) -> tuple[fc.CacheEntry, bool]:
     """The cache entry holding all `blocks` for this split and t; extracts it if missing.
 
     views: K augmented views per example for an augmenting split (required there; see the
@@ -195,7 +240,7 @@ def ensure_entry(backbone, task, split: str, timestep: int, blocks: Sequence[int
     workers) serialise on a lock file (fc.entry_lock): the first extracts, the others wait and
     then read its entry.
     """
-    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views)
+    key = cache_key(backbone, task, split, timestep, blocks, dtype, noise_seed, views, noise_draws)
     entry = fc.CacheEntry.find(root, key)
     if entry is not None:
         return entry, False

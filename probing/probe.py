@@ -10,6 +10,13 @@ with the task's accumulator and writes, into `output_dir`:
   metrics.json            the ProbeResult: status, headline metric + value + direction, every
                           metric, the backbone's identity, block, noise level, timings
   tb/                     TensorBoard: train loss, lr, final metrics
+  head.safetensors, head.json, predictions.npz
+                          the kept readout and its predictions on the reported split
+                          (probing/kept.py; Probe.keep_head)
+
+  evaluate_kept(probe, head_dir, output_dir, split, device) -> ProbeResult
+
+re-evaluates a kept head on any split (or another dataset of the same task) without training.
 
   fit_readout(probe, head, source, device, tb) -> (status, error, last loss)
   evaluate(probe, head, source, device) -> {metric: value}
@@ -34,7 +41,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from probing import cache as fc
-from probing import extract
+from probing import extract, kept
 from probing.progress import Progress
 from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, code_fingerprint, failed
 from readouts.optim import paper_optimizer
@@ -71,6 +78,15 @@ class Probe:
     feature_residence: where cached activations are batched from: 'auto' (the backbone's device
       when the block fits in half its free memory, else host memory, else shards read from disk
       per batch), 'device', 'host' or 'stream' (the shard reader). Same batches either way.
+    noise_draws: K >= 1 noise draws whose features are averaged before the readout (each
+      seeded per example and draw, probing/extract.py block_features); K = 1 is a single draw.
+      Costs K backbone passes per batch; part of the cache key.
+    eval_clips: N >= 1 clips per video at evaluation (video classification): the task's
+      datasets offer N evenly spaced temporal windows per video (tasks/task.py ClipView), the
+      head's softmax probabilities are averaged over them per video and scored once (the
+      paper's multi-clip evaluation). Training still sees one clip per example.
+    keep_head: save the trained head and its predictions in the run folder (probing/kept.py);
+      a huge sweep may turn it off (gin: Probe.keep_head = False).
     compile_head: None (eager) or a torch.compile mode for the readout head: 'default',
       'reduce-overhead' (CUDA graphs: the tracking heads are chains of small kernels over 17
       frames, 8.6x faster per step at the mini-study's width on an H200,
@@ -91,6 +107,9 @@ class Probe:
     cache_dtype: str = "float16"
     cache_views: int | None = None
     noise_seed: int = 0
+    noise_draws: int = 1
+    eval_clips: int = 1
+    keep_head: bool = True
     num_workers: int = 0
     log_every: int = 50
     feature_residence: str = "auto"
@@ -135,6 +154,12 @@ def check(probe: Probe) -> Probe:
         raise ConfigError("Probe.steps and Probe.batch_size must be >= 1")
     if probe.cache_dtype not in fc.DTYPES:
         raise ConfigError(f"Probe.cache_dtype = {probe.cache_dtype!r}; use one of {sorted(fc.DTYPES)}")
+    if isinstance(probe.noise_draws, bool) or not isinstance(probe.noise_draws, int) or probe.noise_draws < 1:
+        raise ConfigError(f"Probe.noise_draws = {probe.noise_draws!r}; use an int >= 1 (1 = one "
+                          f"noise draw, K > 1 averages the features over K draws)")
+    if isinstance(probe.eval_clips, bool) or not isinstance(probe.eval_clips, int) or probe.eval_clips < 1:
+        raise ConfigError(f"Probe.eval_clips = {probe.eval_clips!r}; use an int >= 1 (clips "
+                          f"averaged per video at evaluation)")
     if probe.feature_residence not in RESIDENCES:
         raise ConfigError(f"Probe.feature_residence = {probe.feature_residence!r}; use one of "
                           f"{RESIDENCES}")
@@ -202,7 +227,10 @@ class FeatureSource:
     host. `residence` records where each split's features were served from and why.
     """
 
-    def __init__(self, probe: Probe, block: int, generator: torch.Generator):
+    def __init__(self, probe: Probe, block: int, generator: torch.Generator,
+                 splits: Sequence[str] | None = None):
+        """splits: the splits to serve; None = train and every held-out split of probe.eval_splits
+        the task has (a kept head's re-evaluation asks for its one split)."""
         self.probe, self.block, self.gen = probe, block, generator
         self.backbone, self.task = probe.backbone, probe.task
         self.device = extract.device_of(self.backbone)
@@ -215,9 +243,11 @@ class FeatureSource:
         self.eval_splits = [s for s in probe.eval_splits if s in self.task.datasets]
         if probe.eval_splits[0] not in self.eval_splits:
             self.task.split(probe.eval_splits[0])  # the KeyError names the splits that exist
+        if splits is None:
+            splits = ("train", *self.eval_splits)
         if probe.use_cache:
             blocks = sorted({block, *extract.valid_blocks(probe.cache_blocks, self.backbone.num_blocks)})
-            for split in ("train", *self.eval_splits):
+            for split in splits:
                 entry, created = extract.ensure_probe_entry(probe, split, blocks)
                 self.entries[split] = entry
                 if created:
@@ -269,9 +299,10 @@ class FeatureSource:
         for batch in loader:
             seeds = extract.noise_seeds(batch, self.probe.noise_seed).to(self.device)
             with torch.no_grad():
-                feats = self.backbone.features(batch["video"].to(self.device), self.probe.timestep,
-                                               [self.block], seeds=seeds)
-            self.backbone_batches += 1
+                feats = extract.block_features(self.backbone, batch["video"].to(self.device),
+                                               self.probe.timestep, [self.block], seeds,
+                                               self.probe.noise_draws)
+            self.backbone_batches += self.probe.noise_draws
             extract.add_feature_spans(batch, self.backbone, feats)
             yield feats[self.block].float(), {k: v for k, v in batch.items() if k != "video"}
 
@@ -351,14 +382,67 @@ def fit_readout(probe: Probe, head, source: FeatureSource, device, tb=None,
     return STATUS_OK, None, last
 
 
-def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "val") -> dict[str, float]:
-    """The task's metrics of `head` on `split`: {name: value} from the task's accumulator."""
+def evaluate(probe: Probe, head, source: FeatureSource, device, split: str = "val",
+             keep: kept.Predictions | None = None) -> dict[str, float]:
+    """The task's metrics of `head` on `split`: {name: value} from the task's accumulator.
+    keep: a kept.Predictions that also receives every batch's predictions, or None.
+    With probe.eval_clips > 1, `evaluate_clips` scores the average over the clips of each video."""
+    if probe.eval_clips > 1:
+        return evaluate_clips(probe, head, source, device, split, keep)
     acc = probe.task.new_accumulator()
     head.eval()
     with torch.no_grad():
         for feats, batch in source.epoch(split, probe.eval_batch_size, train=False):
             batch = _to(batch, device)
-            acc.update(head(*probe.task.head_inputs(feats.to(device), batch)), batch)
+            preds = head(*probe.task.head_inputs(feats.to(device), batch))
+            acc.update(preds, batch)
+            if keep is not None:
+                keep.update(preds, batch)
+    return {k: float(v) for k, v in acc.result().items()}
+
+
+def evaluate_clips(probe: Probe, head, source: FeatureSource, device, split: str = "val",
+                   keep: kept.Predictions | None = None) -> dict[str, float]:
+    """Multi-clip evaluation: for each of N = probe.eval_clips views (tasks/task.py ClipView),
+    features of every video's view-th window (cached per view: each view is its own dataset),
+    the head's logits (b, k); per video the softmax probabilities are averaged,
+        p(video) = (1 / N) sum_v softmax(logits_v),
+    and the task's accumulator scores log p(video) (same argmax as p) once per video."""
+    from tasks.task import ClipView
+
+    task = probe.task
+    probs: dict[int, torch.Tensor] = {}
+    items: dict[int, dict] = {}
+    head.eval()
+    for view in range(probe.eval_clips):
+        datasets = {**task.datasets, split: ClipView(task.split(split), view, probe.eval_clips)}
+        view_probe = dataclasses.replace(probe, task=dataclasses.replace(task, datasets=datasets),
+                                         eval_clips=1)
+        view_source = FeatureSource(view_probe, source.block, source.gen, splits=(split,))
+        with torch.no_grad():
+            for feats, batch in view_source.epoch(split, probe.eval_batch_size, train=False):
+                batch = _to(batch, device)
+                logits = head(*task.head_inputs(feats.to(device), batch))
+                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+                    raise ConfigError(f"Probe.eval_clips = {probe.eval_clips} averages class "
+                                      f"predictions; task '{task.name}' is not a classification "
+                                      f"task (set Probe.eval_clips = 1)")
+                p = torch.softmax(logits.float(), dim=-1)
+                for row, i in enumerate(torch.as_tensor(batch["index"]).tolist()):
+                    probs[i] = probs.get(i, 0) + p[row] / probe.eval_clips
+                    items.setdefault(i, {k: v[row] for k, v in batch.items()
+                                         if isinstance(v, torch.Tensor) and v.ndim and k != "video"})
+        source.backbone_batches += view_source.backbone_batches
+        source.created += view_source.created
+    acc = task.new_accumulator()
+    order = sorted(probs)
+    for i in range(0, len(order), probe.eval_batch_size):
+        chunk = order[i:i + probe.eval_batch_size]
+        logits = torch.log(torch.stack([probs[j] for j in chunk]).clamp_min(1e-30))
+        batch = {k: torch.stack([items[j][k] for j in chunk]) for k in items[chunk[0]]}
+        acc.update(logits, batch)
+        if keep is not None:
+            keep.update(logits, batch)
     return {k: float(v) for k, v in acc.result().items()}
 
 
@@ -415,10 +499,13 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
     t_train = time.perf_counter()
     model = compiled(head, probe.compile_head)
     status, error, last_loss = fit_readout(probe, model, source, device, tb)
-    # One trained head, every held-out split the task has: the first selects, the rest report.
-    per_split = {split: evaluate(probe, model, source, device, split) for split in source.eval_splits} \
-        if status == STATUS_OK else {}
+    # One trained head, every held-out split the task has: the first selects (its predictions
+    # are kept with the head), the rest report.
+    predictions = kept.Predictions() if probe.keep_head else None
     selection = probe.eval_splits[0]
+    per_split = {split: evaluate(probe, model, source, device, split,
+                                 keep=predictions if split == selection else None)
+                 for split in source.eval_splits} if status == STATUS_OK else {}
     results = per_split.get(selection, {})
     _sync(device)
     readout_s = time.perf_counter() - t_train
@@ -442,12 +529,85 @@ def _run(probe: Probe, out: Path, seed: int, device, on_finish, bindings, known:
         extract_s=round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
         readout_s=round(readout_s, 3), code=code_fingerprint(), output_dir=str(out),
         bindings=list(bindings))
+    if predictions is not None and status == STATUS_OK:
+        keep_readout(out, head, predictions, result, probe)
     if on_finish is not None:
         on_finish(out, tb)
     for split, split_results in per_split.items():
         for k, v in split_results.items():
             tb.add_scalar(f"eval/{k}" if split == selection else f"eval_{split}/{k}", v, probe.steps)
     tb.close()
+    result.write(out)
+    print(result.one_line(), flush=True)
+    return result
+
+
+def keep_readout(out: Path, head, predictions: kept.Predictions, result: ProbeResult,
+                 probe: Probe) -> None:
+    """Saves the trained head (its config: what identifies and rebuilds it) and its predictions
+    on the reported split into the run folder (probing/kept.py)."""
+    kept.save_head(out, head, {
+        "task": result.task, "metric": result.metric, "value": result.value, "split": result.split,
+        "feature_dim": int(probe.backbone.feature_dim), "block": result.block, "t": result.t,
+        "noise_seed": result.noise_seed, "noise_draws": int(probe.noise_draws),
+        "backbone": result.backbone, "fingerprint": result.fingerprint, "seed": result.seed,
+        "steps": result.steps, "final_loss": result.final_loss})
+    predictions.write(out)
+
+
+def evaluate_kept(probe: Probe, head_dir, output_dir, split: str = "val", device="cpu",
+                  bindings: Sequence[str] = ()) -> ProbeResult:
+    """Re-evaluates the head kept in `head_dir` on `split` of probe.task, without training.
+
+    probe: the run's settings (its operative config, possibly pointing at another dataset of the
+    same task); its block, timestep and noise settings must be those the head was trained on,
+    and its backbone the same weights (fingerprint), else ConfigError says which differs.
+    Writes metrics.json (split = `split`, steps = the head's training steps) and
+    predictions.npz into output_dir (which may be head_dir itself); returns the result.
+    """
+    t0 = time.time()
+    probe.validate()
+    out = Path(output_dir).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    backbone, task = probe.backbone, probe.task
+    device = torch.device(device)
+    place_backbone(backbone, device)
+    info = backbone_info(backbone)
+    block = extract.resolve_block(probe.block, info["num_blocks"])
+    config = kept.read_config(head_dir)
+    asked = {"block": block, "t": int(probe.timestep), "noise_seed": int(probe.noise_seed),
+             "noise_draws": int(probe.noise_draws), "fingerprint": info["fingerprint"]}
+    differ = [f"{k}: head {config.get(k)!r} vs probe {v!r}" for k, v in asked.items()
+              if config.get(k) != v]
+    if differ:
+        raise ConfigError(f"the head in {head_dir} was trained on other features ({'; '.join(differ)}); "
+                          f"evaluate it with the run's operative_config.gin")
+    head, _ = kept.load_head(head_dir, task, int(backbone.feature_dim))
+    head = head.to(device)
+    source = FeatureSource(probe, block, seed_everything(int(config.get("seed") or 0)), splits=(split,))
+    predictions = kept.Predictions()
+    t_eval = time.perf_counter()
+    results = evaluate(probe, head, source, device, split=split, keep=predictions)
+    _sync(device)
+    value = results.get(task.metric)
+    status, error = STATUS_OK, None
+    if value is None or not math.isfinite(value):
+        status, error, value = STATUS_DIVERGED, f"metric {task.metric} evaluated to {value}", None
+    level = backbone.noise_level(int(probe.timestep)) if hasattr(backbone, "noise_level") else None
+    result = ProbeResult(
+        status=status, error=error, task=task.name, metric=task.metric, value=value,
+        higher_is_better=bool(task.higher_is_better), metrics=results, **info,
+        block=block, block_spec=probe.block, depth=block / max(info["num_blocks"], 1),
+        t=int(probe.timestep), noise=level.to_dict() if level is not None else None,
+        split=split, seed=config.get("seed"), noise_seed=int(probe.noise_seed),
+        steps=config.get("steps"), final_loss=config.get("final_loss"),
+        feature_source=source.kind, backbone_batches=source.backbone_batches,
+        compile_head=None, head_params=sum(p.numel() for p in head.parameters()),
+        wall_s=round(time.time() - t0, 3),
+        extract_s=round(sum(e.manifest.get("seconds", 0.0) for e in source.created), 3),
+        readout_s=round(time.perf_counter() - t_eval, 3), code=code_fingerprint(),
+        output_dir=str(out), bindings=list(bindings))
+    predictions.write(out)
     result.write(out)
     print(result.one_line(), flush=True)
     return result

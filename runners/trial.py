@@ -15,11 +15,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import traceback
+from pathlib import Path
 from typing import Sequence
 
 import gin
 
 from probing import probe as engine
+from probing.kept import KeptHeadError  # noqa: F401  (re-exported for the commands)
 from probing.extract import ConfigError  # noqa: F401  (re-exported for the commands)
 from probing.probe import Probe, place_backbone  # noqa: F401
 from probing.result import STATUS_DIVERGED, STATUS_FAILED, STATUS_OK, ProbeResult, failed  # noqa: F401
@@ -87,6 +89,30 @@ def run_probe(gin_args: gin_setup.GinArgs, extra_bindings: Sequence[str] = (),
 
     return engine.run(probe, run.path, seed=run.seed, device=run.torch_device(), on_finish=save_config,
                       bindings=bindings)
+
+
+def eval_kept(gin_args: gin_setup.GinArgs, head_dir, split: str = "val",
+              output_dir=None) -> ProbeResult:
+    """Re-evaluates the head kept in `head_dir` (no training): gin is the run's operative config,
+    then gin_args' files and bindings (e.g. another dataset of the task); results go to
+    output_dir (default head_dir/eval/<split>)."""
+    head_dir = Path(head_dir).expanduser().resolve()
+    config = head_dir / "operative_config.gin"
+    if not config.is_file():
+        raise ConfigError(f"{head_dir} has no operative_config.gin; --head takes the folder of a "
+                          f"probe run (Run.output_dir)")
+    args = dataclasses.replace(gin_args, files=(str(config), *gin_args.files))
+    gin_setup.parse(args)
+    run = gin.get_configurable("Run")()
+    probe = build_probe()
+    if split not in probe.task.datasets:
+        raise ConfigError(f"task {probe.task.name} has no split {split!r} (it has "
+                          f"{sorted(probe.task.datasets)}); pass --split with one of them")
+    out = Path(output_dir) if output_dir else head_dir / "eval" / split
+    result = engine.evaluate_kept(probe, head_dir, out, split=split, device=run.torch_device(),
+                                  bindings=list(gin_args.bindings))
+    gin_setup.save_operative_config(out, args)
+    return result
 
 
 def record_failure(err: BaseException, out_dir, bindings: Sequence[str] = (), **known) -> ProbeResult:

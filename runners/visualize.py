@@ -4,7 +4,11 @@
                   meta device, so instant) and of every tokenizer size.
   --what pca      the paper's Fig. 4 probe: the brick-wall clip (a frozen region with a moving
                   subset inside) through I-WALT and V-WALT, their features at one block and t
-                  projected on the first three principal components and shown as colours.
+                  projected on the first three principal components and shown as colours, with
+                  its number: the AUROC of the first component for telling the moving subset
+                  from the frozen region (probing/views.py brick_wall_auroc; 0.5 = blind).
+  --what motion, t-variance   runners/visualize_motion.py (Fig. 3 measured; timestep variance)
+  --what predictions          runners/visualize_predictions.py (kept predictions of probe runs)
 
 Each view is one function `show_<what>(args) -> int` listed in VIEWS; adding a view adds one
 function and one entry (argparse takes its choices from VIEWS).
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+from runners.drawing import pca_rgb as _pca_rgb  # noqa: F401  (the views' PCA colours)
 
 USES_GIN = False  # the sizes table needs no configuration; views that do parse gin themselves
 
@@ -51,27 +57,6 @@ def show_sizes(args) -> int:
     return 0
 
 
-def _pca_rgb(feats):
-    """(t, h, w, d) features -> (t, h, w, 3) in [0, 1]: projection on the top-3 principal
-    components of these tokens, each component min-max scaled (as DINO-style PCA maps).
-
-    Exact PCA (an SVD of the centred tokens, a few hundred of them), each component's sign fixed
-    so its largest loading is positive: the same features always give the same picture
-    (torch.pca_lowrank is randomised and its third component changes from call to call)."""
-    import torch
-    from einops import rearrange
-
-    t, h, w, _ = feats.shape
-    x = rearrange(feats, "t h w d -> (t h w) d").float()
-    x = x - x.mean(dim=0)
-    _, _, vh = torch.linalg.svd(x, full_matrices=False)
-    v = vh[:3].T                                                    # (d, 3)
-    v = v * torch.sign(v.gather(0, v.abs().argmax(dim=0, keepdim=True)))
-    y = x @ v
-    y = (y - y.min(dim=0).values) / (y.max(dim=0).values - y.min(dim=0).values).clamp_min(1e-8)
-    return rearrange(y, "(t h w) c -> t h w c", t=t, h=h, w=w)
-
-
 def show_pca(args) -> int:
     """Brick-wall clip -> I-WALT and V-WALT features at (block, t) -> PCA colour maps (PNG)."""
     import matplotlib
@@ -79,8 +64,9 @@ def show_pca(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    from tasks.synthetic.brick_wall import brick_wall_clip
     from backbones.build import build_backbone
+    from probing.views import brick_wall_auroc
+    from tasks.synthetic.brick_wall import brick_wall_clip
 
     clip = brick_wall_clip(image_size=args.image_size, num_frames=17)
     video = clip["video"][None]                                     # (1, T, H, W, 3) uint8
@@ -95,7 +81,9 @@ def show_pca(args) -> int:
         # show each model's feature frame covering the same pixel frame.
         spans = backbone.feature_spans(video.shape[1])
         covering = [int(((spans[:, 0] <= f) & (f < spans[:, 1])).nonzero()[0]) for f in frames]
-        rows.append((label, _pca_rgb(feats[covering])))             # (5, h, w, 3)
+        score = brick_wall_auroc(feats, clip["moving_mask"], clip["frozen_mask"])
+        print(f"brick wall  {label}  block {args.block}  t = {args.timestep}: PC1 AUROC {score:.3f}")
+        rows.append((f"{label}\nPC1 AUROC {score:.2f}", _pca_rgb(feats[covering])))  # (5, h, w, 3)
     t = len(frames)
     fig, axes = plt.subplots(3, t, figsize=(2.2 * t, 7), layout="constrained")
     for i in range(t):
@@ -110,28 +98,61 @@ def show_pca(args) -> int:
     for ax in axes.flat:
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"Brick-wall probe (paper Fig. 4): PCA of block {args.block} features at t = "
-                 f"{args.timestep}. Yellow: frozen region; white: the subset inside it that moves.")
-    out = Path(args.out)
+                 f"{args.timestep}. Yellow: frozen region; white: the subset inside it that moves.\n"
+                 f"AUROC: first principal component, moving subset vs the rest of the frozen "
+                 f"region (latent frames 1-{t - 1}; 0.5 = blind, 1 = separated)", fontsize=10)
+    out = Path(args.out or DEFAULT_OUT["pca"])
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
     return 0
 
 
-VIEWS = {"sizes": show_sizes, "pca": show_pca}
+def show_motion(args) -> int:
+    from runners.visualize_motion import show_motion as show
+    return show(_with_out(args, "motion"))
+
+
+def show_t_variance(args) -> int:
+    from runners.visualize_motion import show_t_variance as show
+    return show(_with_out(args, "t-variance"))
+
+
+def show_predictions(args) -> int:
+    from runners.visualize_predictions import show_predictions as show
+    return show(_with_out(args, "predictions"))
+
+
+def _with_out(args, what: str):
+    args.out = args.out or DEFAULT_OUT[what]
+    return args
+
+
+VIEWS = {"sizes": show_sizes, "pca": show_pca, "motion": show_motion,
+         "t-variance": show_t_variance, "predictions": show_predictions}
+DEFAULT_OUT = {"pca": "results/brick_wall_pca.png", "motion": "results/views/motion.png",
+               "t-variance": "results/views/t_variance.png",
+               "predictions": "results/views/predictions.png"}
 
 
 def add_arguments(parser) -> None:
+    from runners import visualize_motion, visualize_predictions
+
     parser.add_argument("--what", choices=sorted(VIEWS), default="sizes",
                         help="what to show (default: %(default)s)")
-    pca = parser.add_argument_group("--what pca")
+    parser.add_argument("runs", nargs="*", metavar="RUN_DIR",
+                        help="--what predictions: probe run folders with predictions.npz")
+    pca = parser.add_argument_group("--what pca | motion | t-variance")
     pca.add_argument("--block", type=int, default=5, help="block to capture (default: %(default)s)")
     pca.add_argument("--timestep", type=int, default=200, help="noise timestep (default: %(default)s)")
     pca.add_argument("--image_size", type=int, default=64)
     pca.add_argument("--tokenizer", default="checkpoints/tokenizer_small.safetensors")
     pca.add_argument("--iwalt", default="checkpoints/iwalt_small.safetensors")
     pca.add_argument("--vwalt", default="checkpoints/vwalt_small.safetensors")
-    pca.add_argument("--out", default="results/brick_wall_pca.png")
+    pca.add_argument("--out", default=None, help="output PNG (default per view: "
+                     + ", ".join(f"{k}: {v}" for k, v in DEFAULT_OUT.items()) + ")")
+    visualize_motion.add_arguments(pca)
+    visualize_predictions.add_arguments(parser.add_argument_group("--what predictions"))
 
 
 def main(args, gin_args) -> int:

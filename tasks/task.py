@@ -36,6 +36,10 @@ Keys the probe engine adds (never a dataset):
 A dataset whose items are drawn at random on each access (random crops, flips, temporal
 windows: the real readers' train splits) says so with `augments = True`; the feature cache
 then stores K views per example (Probe.cache_views) or refuses (probing/extract.py).
+
+Multi-clip evaluation (Probe.eval_clips): a video dataset may offer `clip(i, view, num_views)`,
+item i seen through the view-th of num_views evenly spaced temporal windows (same keys, same
+index); `ClipView` presents one view as a dataset.
 """
 
 from __future__ import annotations
@@ -88,3 +92,21 @@ class Task:
             raise KeyError(f"task '{self.name}' has no split '{name}'; it has: "
                            f"{', '.join(sorted(self.datasets))}")
         return self.datasets[name]
+
+
+class ClipView:
+    """Dataset of view `view` of `num_views` evenly spaced clips of every video of `dataset`
+    (its `clip(i, view, num_views)`); item i keeps index i, so the views of one video share
+    their evaluation noise and are averaged by index."""
+
+    def __init__(self, dataset, view: int, num_views: int):
+        if not callable(getattr(dataset, "clip", None)):
+            raise ValueError(f"{type(dataset).__name__} has no clip(i, view, num_views): it offers "
+                             f"one clip per example, so Probe.eval_clips must stay 1 for it")
+        self.dataset, self.view, self.num_views = dataset, int(view), int(num_views)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        return self.dataset.clip(i, self.view, self.num_views)

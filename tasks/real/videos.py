@@ -31,6 +31,7 @@ frame. Items: video uint8 (17, size, size, 3), index int64 (), label int64 ().
 from __future__ import annotations
 
 import csv
+import functools
 import json
 from pathlib import Path
 from typing import Sequence
@@ -74,16 +75,18 @@ class VideoClassificationDataset(SkipLog):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _read(self, path: Path, segment: tuple[float, float] | None) -> np.ndarray:
-        """uint8 (T, H, W, 3): a trimmed clip whole, an untrimmed video inside its segment only."""
+    def _read(self, path: Path, segment: tuple[float, float] | None, indices=None) -> np.ndarray:
+        """uint8 (T, H, W, 3): a trimmed clip whole, an untrimmed video inside its segment only.
+        indices: num_available -> frame indices (default `frame_indices`)."""
+        indices = indices or self.frame_indices
         if segment is None:
-            return read_video_frames(path, self.frame_indices, backend=self.backend)
+            return read_video_frames(path, indices, backend=self.backend)
         start, end = segment
         duration = video_duration(path)
         if duration is not None and duration <= (end - start) + TRIMMED_SLACK_S:
             # As long as the segment: this <youtube_id>.mp4 is the trimmed clip itself.
-            return read_video_frames(path, self.frame_indices, backend=self.backend)
-        return read_video_segment(path, self.frame_indices, start, end)
+            return read_video_frames(path, indices, backend=self.backend)
+        return read_video_segment(path, indices, start, end)
 
     def frame_indices(self, num_available: int) -> torch.Tensor:
         """Indices into a video of `num_available` frames: random window (train) or centre."""
@@ -91,9 +94,21 @@ class VideoClassificationDataset(SkipLog):
         start = window_start(num_available, span, "random" if self.train else "center")
         return window_indices(start, self.num_frames, self.stride, num_available)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def view_indices(self, num_available: int, view: int, num_views: int) -> np.ndarray:
+        """Indices of window `view` of `num_views` evenly spaced over the video (first to last
+        start that fits; one view = the centre window): multi-clip evaluation."""
+        span = (self.num_frames - 1) * self.stride + 1
+        last = max(num_available - span, 0)
+        start = last // 2 if num_views == 1 else round(view * last / (num_views - 1))
+        return window_indices(start, self.num_frames, self.stride, num_available)
+
+    def clip(self, i: int, view: int, num_views: int) -> dict[str, torch.Tensor]:
+        """Item i seen through view `view` of `num_views` windows (tasks/task.py ClipView)."""
+        return self.__getitem__(i, functools.partial(self.view_indices, view=view, num_views=num_views))
+
+    def __getitem__(self, i: int, indices=None) -> dict[str, torch.Tensor]:
         path, label, segment = self.samples[i]
-        frames = self._read(path, segment)
+        frames = self._read(path, segment, indices)
         clip = transforms.apply_to_clip(self.transform, to_chw(frames))
         return {"video": to_thwc(clip), "index": torch.tensor(i), "label": torch.tensor(label)}
 

@@ -19,9 +19,10 @@ def test_every_probe_field_is_either_an_entry_field_or_readout_only():
 def test_readout_only_fields_do_not_reach_the_cache_key(monkeypatch):
     seen = []
     params = list(inspect.signature(extract.ensure_entry).parameters)
-    key_args = params[:8] + ["views"]  # through noise_seed, and the augmented views per example
-    monkeypatch.setattr(extract, "ensure_entry", lambda *args: seen.append(
-        {k: v for k, v in zip(params, args) if k in key_args}) or (None, False))
+    key_args = params[:8] + ["views", "noise_draws"]  # through noise_seed, views, noise draws
+    monkeypatch.setattr(extract, "ensure_entry", lambda *args, **kwargs: seen.append(
+        {k: v for k, v in {**dict(zip(params, args)), **kwargs}.items() if k in key_args})
+        or (None, False))
     base = Probe(backbone="bb", task="task", block=2, timestep=100, cache_dir="c")
     extract.ensure_probe_entry(base, "train", [2])
     for name in READOUT_ONLY_FIELDS:

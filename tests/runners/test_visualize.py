@@ -53,6 +53,75 @@ def test_brick_wall_pca_figure_shows_the_clip_and_each_models_pca_through_the_cl
         backbone = build_backbone(variant=variant, tokenizer_checkpoint="checkpoints/tokenizer_small.safetensors",
                                   walt_checkpoint=f"checkpoints/{ckpt}_small.safetensors", image_size=64)
         feats = backbone.features(clip["video"][None], 100, [2], seeds=torch.zeros(1, dtype=torch.long))[2][0]
-        want = visualize._pca_rgb(feats).numpy()
+        spans = backbone.feature_spans(17)  # the feature frame covering each shown pixel frame
+        covering = [int(((spans[:, 0] <= f) & (f < spans[:, 1])).nonzero()[0]) for f in (0, 4, 8, 12, 16)]
+        want = visualize._pca_rgb(feats[covering]).numpy()
         got = np.stack([np.asarray(images[row * t + i][0]) for i in range(t)])
         np.testing.assert_allclose(got, want, atol=1e-5)  # exact PCA, signs fixed: deterministic
+
+
+def test_motion_and_t_variance_views_through_the_cli(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "motion.png"
+    assert cli.main(["visualize", "--what", "motion", "--clips", "2", "--blocks", "2",
+                     "--timesteps", "0", "--block", "2", "--timestep", "0", "--image_size", "64",
+                     "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    assert {(r["model"], r["block"], r["t"]) for r in rows} == {("I-WALT", "2", "0"), ("V-WALT", "2", "0")}
+    assert out.stat().st_size > 10_000 and (tmp_path / "motion_r2.png").is_file()
+    assert "motion R^2  V-WALT  block  2  t =   0" in capsys.readouterr().out
+
+    out = tmp_path / "tvar.png"
+    assert cli.main(["visualize", "--what", "t-variance", "--clips", "2", "--blocks", "2",
+                     "--timesteps", "500", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    clean = [r for r in rows if r["t"] == "0"]
+    assert len(clean) == 2 and all(abs(float(r["explained"]) - 1) < 1e-4 for r in clean)
+    assert all(abs(float(r["cosine"]) - 1) < 1e-6 for r in clean)
+    noisy = [float(r["cosine"]) for r in rows if r["t"] == "500"]
+    assert len(noisy) == 2 and all(c < 0.9999 for c in noisy)
+
+
+def _fake_run(folder, task, arrays):
+    import json
+
+    import numpy as np
+
+    folder.mkdir()
+    (folder / "head.json").write_text(json.dumps({"task": task, "split": "val", "block": 2, "t": 100}))
+    (folder / "head.safetensors").write_bytes(b"")
+    np.savez(folder / "predictions.npz", **arrays)
+    return str(folder)
+
+
+def test_prediction_overlays_for_every_kind(tmp_path, monkeypatch):
+    """Truth next to predictions for each task kind, on stand-in predictions (the drawing; the
+    files themselves come from a real probe in tests/runners/test_kept_readouts.py)."""
+    import numpy as np
+
+    from runners import visualize_predictions as vp
+
+    rng = np.random.default_rng(0)
+    n, t, h, w, q = 2, 5, 32, 32, 4
+    videos = [{"video": rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8)} for _ in range(n)]
+    monkeypatch.setattr(vp, "_dataset", lambda run_dir, split: (videos, None))
+    index = np.arange(n)
+    kinds = {
+        "depth": {"pred_depth": rng.random((n, t, h, w)) + 1, "depth": rng.random((n, t, h, w)) + 1},
+        "points": {"pred_values": rng.random((n, q, t, 2)), "pred_logits": rng.normal(size=(n, q, t, 2)),
+                   "target_points": rng.random((n, q, t, 2)) * 32, "occluded": rng.random((n, q, t)) > 0.7,
+                   "query_points": np.zeros((n, q, 3))},
+        "boxes": {"pred_values": np.tile([0.1, 0.1, 0.5, 0.6], (n, 3, t, 1)),
+                  "boxes": np.tile([0.2, 0.2, 0.6, 0.7], (n, 3, t, 1)), "box_valid": np.ones((n, 3, t), bool)},
+        "pose": {"pred_pose": np.tile(np.eye(3, 4), (n, 1, 1)), "pose": np.tile(np.eye(3, 4), (n, 1, 1))},
+        "classes": {"pred_logits": rng.normal(size=(n, 11)), "label": np.array([3, 4])},
+    }
+    for kind, arrays in kinds.items():
+        run_a = _fake_run(tmp_path / f"{kind}_a", kind, {"index": index, **arrays})
+        run_b = _fake_run(tmp_path / f"{kind}_b", kind, {"index": index, **arrays})
+        out = tmp_path / f"{kind}.png"
+        argv = ["visualize", "--what", "predictions", run_a, run_b, "--examples", "2", "--out", str(out)]
+        assert cli.main(argv + (["--gif"] if kind == "points" else [])) == 0, kind
+        assert out.stat().st_size > 5_000, kind
+    assert (tmp_path / "points.gif").stat().st_size > 1_000
