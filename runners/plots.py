@@ -94,13 +94,17 @@ def artists_table(fig) -> pd.DataFrame:
                 line, caps, bars = c.lines
                 in_containers.update(caps)  # the whisker caps are markers, not data
                 segments = bars[0].get_segments() if bars else []
-                errs = [abs(seg[1][1] - seg[0][1]) / 2 for seg in segments]
+                # a whisker with a NaN end (one seed: no spread) is an empty segment
+                errs = [abs(seg[1][1] - seg[0][1]) / 2 if len(seg) >= 2 else float("nan")
+                        for seg in segments]
                 if line is not None:
                     in_containers.add(line)
                     xs, ys = line.get_xdata(), line.get_ydata()
                 else:  # fmt='none': only the whiskers, centred on the values
-                    xs = [seg[0][0] for seg in segments]
-                    ys = [(seg[0][1] + seg[1][1]) / 2 for seg in segments]
+                    whole = [seg for seg in segments if len(seg) >= 2]
+                    xs = [seg[0][0] for seg in whole]
+                    ys = [(seg[0][1] + seg[1][1]) / 2 for seg in whole]
+                    errs = [abs(seg[1][1] - seg[0][1]) / 2 for seg in whole]
                 for j, (x, y) in enumerate(zip(xs, ys)):
                     rows.append((k, title, "errorbar", c.get_label(), float(x), float(y),
                                  float(errs[j]) if j < len(errs) else float("nan"), tick(float(x))))

@@ -306,4 +306,24 @@ def test_a_failing_closing_report_never_fails_a_finished_sweep(tmp_path, monkeyp
                                 config={"gin": {"Probe.block": 1}}, error=None)]
     assert sweep._summarize(finished, tmp_path, Sweep(report=True), 1.0) == 0
     err = capsys.readouterr().err
-    assert "closing report failed (RuntimeError: a bug in the report)" in err and str(tmp_path) in err
+    assert "the report could not be written (RuntimeError: a bug in the report)" in err and str(tmp_path) in err
+
+
+def test_figure_data_of_whiskers_with_one_seed_is_nan_not_a_crash():
+    """One readout seed has no spread: its whisker is NaN, which matplotlib draws as an empty
+    segment. The figure's data table keeps the value and gives the spread as NaN."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from runners import plots
+
+    fig, ax = plt.subplots()
+    ax.errorbar([0, 1, 2], [0.5, 0.6, 0.7], yerr=[0.1, float("nan"), 0.2], label="V-WALT")
+    ax.bar([0, 1], [0.1, -0.2], yerr=[float("nan"), 0.05], label="rel")
+    table = plots.artists_table(fig)
+    plt.close(fig)
+    line = table[(table["kind"] == "errorbar") & (table["label"] == "V-WALT")].sort_values("x")
+    assert list(line["y"]) == [0.5, 0.6, 0.7]
+    err = list(line["err"])
+    assert err[0] == pytest.approx(0.1) and err[2] == pytest.approx(0.2) and err[1] != err[1]
