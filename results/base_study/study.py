@@ -96,6 +96,12 @@ SCALES = {
         grid_blocks=[0, 2, 4], grid_t=[0, 200], seeds=[0, 1], workers=2, compile_tracking=False,
         render_device="cpu", walt_export="walt_tiny_{variant}"),
 }
+# 'smoke': the tiny scale on the GPU with the GPU code paths on (compile, CUDA graphs, workers).
+SCALES["smoke"] = dict(
+    SCALES["tiny"], workers=4, compile_tracking=True,
+    pretrain=[b for b in SCALES["tiny"]["pretrain"] if not b.startswith(("Pretrain.compile", "Pretrain.precision", "Run.device"))]
+    + ["Pretrain.steps = 20"],
+    probe=[b for b in SCALES["tiny"]["probe"] if not b.startswith(("Run.device", "Backbone.dtype"))])
 
 
 # ----------------------------------------------------------------------------- plumbing
@@ -287,7 +293,10 @@ def score_probe(probe, seed: int, device) -> dict:
 
 def run_group(args) -> list[str]:
     """Worker: runs one group's jobs in order (one cache entry), then deletes that cache."""
-    root, scale, workers, jobs = args
+    root, scale, workers, jobs, deadline = args
+    if deadline is not None and time.time() > deadline:
+        print(f"probe group {group_key(jobs[0])}: skipped, past the deadline", flush=True)
+        return []
     import gin  # noqa: F401
     from runners import configurables  # noqa: F401  registers every gin name
     from runners import gin_setup
@@ -328,13 +337,14 @@ def run_jobs(st: Study, jobs: list[dict], what: str) -> None:
     groups: dict[str, list] = {}
     for j in todo:
         groups.setdefault(group_key(j), []).append(j)
-    # Largest groups first, so the last worker to finish does not hold a long tail.
-    ordered = sorted(groups.values(), key=len, reverse=True)
+    # In submission order (the stages' priority); each group is one cache entry.
+    ordered = list(groups.values())
     st.log(f"{what}: {len(todo)} of {len(jobs)} probes to run in {len(ordered)} groups, "
            f"{st.s['workers']} workers")
     if not ordered:
         return
-    args = [(str(st.root), st.scale, st.s["workers"], g) for g in ordered]
+    deadline = None if st.deadline_s is None else st.t0 + st.deadline_s
+    args = [(str(st.root), st.scale, st.s["workers"], g, deadline) for g in ordered]
     if st.s["workers"] <= 1:
         for a in args:
             run_group(a)
@@ -445,6 +455,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", default="runs/base_study", help="folder of everything the study writes")
     ap.add_argument("--tiny", action="store_true", help="the CPU test scale (every stage, minutes)")
+    ap.add_argument("--smoke", action="store_true", help="the tiny scale on the GPU (compile paths on)")
     ap.add_argument("--only", nargs="*", choices=STAGES, help="run only these stages (in study order)")
     ap.add_argument("--workers", type=int, default=None, help="probe worker processes")
     ap.add_argument("--deadline_s", type=float, default=None,
@@ -456,7 +467,8 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrain_binding", action="append", default=[],
                     help="extra gin binding for every pretraining run (e.g. 'Pretrain.steps = 100')")
     args = ap.parse_args(argv)
-    st = Study(Path(args.root), "tiny" if args.tiny else "full", args.workers, args.deadline_s)
+    scale = "tiny" if args.tiny else "smoke" if args.smoke else "full"
+    st = Study(Path(args.root), scale, args.workers, args.deadline_s)
     if args.grid_blocks:
         st.s["grid_blocks"] = args.grid_blocks
     if args.grid_t:
@@ -478,7 +490,7 @@ def main(argv=None) -> int:
     data_proc = None
     if "data" in stages and not st.done("data"):
         cmd = [sys.executable, __file__, "--root", str(st.root), "--only", "data"]
-        cmd += ["--tiny"] if args.tiny else []
+        cmd += ["--tiny"] if args.tiny else ["--smoke"] if args.smoke else []
         cmd += [f"--probe_binding={b}" for b in args.probe_binding]
         data_proc = subprocess.Popen(cmd, cwd=REPO, env=st.env(), stdout=open(st.root / "data.log", "a"),
                                      stderr=subprocess.STDOUT)
@@ -495,23 +507,27 @@ def main(argv=None) -> int:
             raise SystemExit(f"study: the data stage failed (exit {rc}); see {st.root / 'data.log'}")
         st.log("data: done")
 
-    cells = None
-    for stage in ("grid", "cells", "budget", "controls"):
-        if stage not in stages or st.done(stage):
-            continue
-        if st.out_of_time():
-            st.log(f"{stage}: skipped, past --deadline_s {st.deadline_s}")
-            continue
+    if "grid" in stages and not st.done("grid"):
         t0 = time.time()
-        if stage == "grid":
-            run_jobs(st, grid_jobs(st), "grid")
-        else:
-            cells = cells or select_cells(st)
-            jobs = {"cells": lambda: cells_jobs(st, cells), "budget": lambda: budget_jobs(st, cells),
-                    "controls": lambda: controls_jobs(st)}[stage]()
-            run_jobs(st, jobs, stage)
-        st.mark(stage, time.time() - t0)
-        st.log(f"{stage}: done in {time.time() - t0:.1f} s")
+        run_jobs(st, grid_jobs(st), "grid")
+        st.mark("grid", time.time() - t0)
+        st.log(f"grid: done in {time.time() - t0:.1f} s")
+    # cells, controls and budget in one pool (no idle tail between stages); controls before
+    # the budget in the queue, so a deadline cuts the budget's last groups first.
+    later = [s for s in ("cells", "controls", "budget") if s in stages and not st.done(s)]
+    if later and st.out_of_time():
+        st.log(f"{later}: skipped, past --deadline_s {st.deadline_s}")
+    elif later:
+        t0 = time.time()
+        cells = select_cells(st)
+        st.log(f"selected cells (best val, seed 0): {cells}")
+        make = {"cells": lambda: cells_jobs(st, cells), "controls": lambda: controls_jobs(st),
+                "budget": lambda: budget_jobs(st, cells)}
+        jobs = [j for s in later for j in make[s]()]
+        run_jobs(st, list({j["id"]: j for j in jobs}.values()), "+".join(later))
+        for s in later:
+            st.mark(s, time.time() - t0)
+        st.log(f"{'+'.join(later)}: done in {time.time() - t0:.1f} s")
     if "analyze" in stages:
         t0 = time.time()
         analyze(st)
