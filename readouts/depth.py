@@ -22,7 +22,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from readouts.layers import (CrossAttentionBlock, check_activations, fourier_features,
-                             image_hw, lecun_init_, pixel_grid, scale_norm)
+                             image_hw, lecun_init_, pixel_grid, scale_norm, with_token_positions)
 
 
 class DepthReadout(nn.Module):
@@ -31,22 +31,27 @@ class DepthReadout(nn.Module):
     feature_dim: D. output_size: (H, W) or int, the depth raster.
     num_layers / qkv_size / num_heads / mlp_size: decoder sizes (defaults: the inferred paper ones).
     num_fourier_bases: K (query width D + 4K). train_stride: pixel subsampling while training.
-    eval_chunk: frames decoded at once in eval mode.
+    eval_chunk: frames decoded at once in eval mode. token_position_bases: K' > 0 appends the
+    Fourier code of each token's centre to the keys/values (layers.with_token_positions);
+    0 = the paper's head.
     forward returns {"depth": (b, t, H', W') metres, "rows": (H',) long, "cols": (W',) long}:
     the prediction at pixel (rows[i], cols[j]); the full grid in eval mode.
     """
 
     def __init__(self, feature_dim: int, output_size, *, num_layers: int = 1,
                  qkv_size: int = 512, num_heads: int = 2, mlp_size: int = 512,
-                 num_fourier_bases: int = 16, train_stride: int = 8, eval_chunk: int = 4):
+                 num_fourier_bases: int = 16, train_stride: int = 8, eval_chunk: int = 4,
+                 token_position_bases: int = 0):
         super().__init__()
         self.feature_dim = feature_dim
         self.output_size = image_hw(output_size)
         self.num_fourier_bases, self.train_stride, self.eval_chunk = (
             num_fourier_bases, train_stride, eval_chunk)
+        self.token_position_bases = token_position_bases
         width = feature_dim + 4 * num_fourier_bases
         self.blocks = nn.ModuleList(
-            CrossAttentionBlock(width, feature_dim, qkv_size=qkv_size, num_heads=num_heads,
+            CrossAttentionBlock(width, feature_dim + 4 * token_position_bases, qkv_size=qkv_size,
+                                num_heads=num_heads,
                                 mlp_size=mlp_size) for _ in range(num_layers))
         self.norm_out = scale_norm(width)
         self.head = nn.Linear(width, 1)
@@ -75,7 +80,8 @@ class DepthReadout(nn.Module):
         coords = pixel_grid(*self.output_size, device=x.device)[rows][:, cols]
         code = fourier_features(rearrange(coords, "y x c -> (y x) c"), self.num_fourier_bases)
         query = torch.cat([code.new_zeros(code.shape[0], self.feature_dim), code], dim=-1)
-        tokens = rearrange(x, "b t h w d -> (b t) (h w) d")
+        tokens = with_token_positions(rearrange(x, "b t h w d -> (b t) (h w) d"), *x.shape[2:4],
+                                      self.token_position_bases)
         chunk = tokens.shape[0] if self.training else max(1, self.eval_chunk)
         out = torch.cat([
             self._decode(repeat(query.to(x.dtype), "n c -> f n c", f=part.shape[0]), part)

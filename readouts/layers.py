@@ -50,6 +50,21 @@ def fourier_features(coords: torch.Tensor, num_bases: int = 16) -> torch.Tensor:
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
 
 
+def with_token_positions(tokens: torch.Tensor, h: int, w: int, num_bases: int) -> torch.Tensor:
+    """(f, h * w, D) tokens -> (f, h * w, D + 4K): the Fourier code (K bases) of each token's
+    centre (y, x) on pixel_grid(h, w) appended. num_bases = 0 returns the tokens unchanged.
+
+    The paper's heads take keys from the features alone, so a head can place what it reads
+    only where the backbone encodes position; appending the code lets it localise features
+    that carry none (the oracle's and the pixel floor's; results/controls/).
+    """
+    if num_bases == 0:
+        return tokens
+    code = fourier_features(rearrange(pixel_grid(h, w, device=tokens.device), "h w c -> (h w) c"),
+                            num_bases).to(tokens.dtype)
+    return torch.cat([tokens, code.expand(tokens.shape[0], *code.shape)], dim=-1)
+
+
 def pixel_grid(height: int, width: int, *, device=None) -> torch.Tensor:
     """(height, width, 2) (y, x) pixel-centre coordinates on linspace(-1, 1) ("ij" order)."""
     ys = torch.linspace(-1.0, 1.0, height, device=device)

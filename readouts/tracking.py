@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from readouts.layers import (CrossAttentionBlock, Mlp, check_activations, fourier_features,
-                             lecun_init_, scale_norm)
+                             lecun_init_, scale_norm, with_token_positions)
 
 COORDS = {"points": 2, "boxes": 4}
 
@@ -31,25 +31,32 @@ class TrackingReadout(nn.Module):
     feature_dim: D. kind: "points" (queries (x, y)) or "boxes" (queries (x0, y0, x1, y1)), both
     normalised to [0, 1] of the frame width / height.
     latent_size / qkv_size / num_heads / mlp_size / num_layers: corrector sizes (paper: 512, 512,
-    8, 2048, 3). num_fourier_bases: K of the query encoding.
+    8, 2048, 3). num_fourier_bases: K of the query encoding. token_position_bases: K' > 0 appends
+    the Fourier code of each token's centre to the keys (layers.with_token_positions); 0 = paper.
+    from_query: predict values as sigmoid(logit(query) + MLP(c_t)) with a zero-initialised last
+    layer, so the head starts at the trivial predictor (zero motion / first box everywhere);
+    False = the paper's absolute sigmoid(MLP(c_t)).
     forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
     -> {"values": (b, q, T, 2|4) in [0, 1], "logits": (b, q, T, 2) [visibility, certainty]}.
     """
 
     def __init__(self, feature_dim: int, kind: str = "points", *, latent_size: int = 512,
                  qkv_size: int = 512, num_heads: int = 8, mlp_size: int = 2048,
-                 num_layers: int = 3, num_fourier_bases: int = 16):
+                 num_layers: int = 3, num_fourier_bases: int = 16, token_position_bases: int = 0,
+                 from_query: bool = False):
         super().__init__()
         if kind not in COORDS:
             raise ValueError(f"kind must be one of {sorted(COORDS)}; received '{kind}'")
         self.feature_dim, self.kind, self.num_fourier_bases = feature_dim, kind, num_fourier_bases
+        self.token_position_bases = token_position_bases
+        self.from_query = from_query
         coords = COORDS[kind]
         # 1. initialiser
         self.init_mlp = Mlp(2 * coords * num_fourier_bases, latent_size, latent_size)
         # 2. corrector, predictor, state norm
         self.corrector_in = nn.Linear(latent_size, latent_size)
         self.corrector = nn.ModuleList(
-            CrossAttentionBlock(latent_size, feature_dim, qkv_size=qkv_size,
+            CrossAttentionBlock(latent_size, feature_dim + 4 * token_position_bases, qkv_size=qkv_size,
                                 num_heads=num_heads, mlp_size=mlp_size)
             for _ in range(num_layers))
         self.corrector_norm = scale_norm(latent_size)
@@ -60,6 +67,9 @@ class TrackingReadout(nn.Module):
         self.value_head = Mlp(latent_size, latent_size, coords)
         self.logit_head = Mlp(latent_size, latent_size, 2)
         lecun_init_(self)
+        if from_query:
+            # Start at the trivial predictor: a zero last layer leaves every track at its query.
+            torch.nn.init.zeros_(self.value_head[-1].weight)
 
     def correct(self, state: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
         """state (b, q, L), frame tokens (b, n, D) -> corrected state (b, q, L)."""
@@ -80,6 +90,8 @@ class TrackingReadout(nn.Module):
         # 1.
         z0 = self.init_mlp(fourier_features(queries.to(x.dtype), self.num_fourier_bases))
         tokens = rearrange(x, "b t h w d -> t b (h w) d")
+        tokens = torch.stack([with_token_positions(f, *x.shape[2:4], self.token_position_bases)
+                              for f in tokens])
         # 2.
         state, corrected = z0, []
         for t, frame in enumerate(tokens):
@@ -89,14 +101,31 @@ class TrackingReadout(nn.Module):
             state = self.state_norm(c_t + self.predictor(c_t))
         latents = torch.stack(corrected, dim=2)                      # (b, q, T, L)
         # 3.
-        return {"values": torch.sigmoid(self.value_head(latents)),
+        offsets = self.value_head(latents)
+        if self.from_query:
+            # values = sigmoid(logit(query) + offset): the query is where a track starts.
+            start = torch.logit(queries.to(x.dtype).clamp(1e-4, 1 - 1e-4))
+            offsets = offsets + start[:, :, None]
+        return {"values": torch.sigmoid(offsets),
                 "logits": self.logit_head(latents)}
 
 
-def predicted_visible(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+VISIBILITY_RULES = ("certainty", "visibility")
+
+
+def predicted_visible(logits: torch.Tensor, threshold: float = 0.5,
+                      rule: str = "certainty") -> torch.Tensor:
     """(..., 2) [visibility, certainty] logits -> bool visible.
 
-    Paper: visible iff it is predicted visible and the certainty of its location exceeds 50%;
-    as in MooG / TAPIR: sigmoid(visibility) * sigmoid(certainty) > threshold.
+    rule 'certainty' (the paper's, MooG / TAPIR): visible iff it is predicted visible and the
+      certainty of its location exceeds 50%: sigmoid(visibility) * sigmoid(certainty) > threshold.
+      The certainty target is "within 6 px of the 256 raster" (1.5 px at 64 x 64), so a readout
+      that localises to a few pixels calls nearly every point occluded (results/controls/).
+    rule 'visibility': sigmoid(visibility) > threshold, the occlusion estimate alone.
     """
-    return torch.sigmoid(logits[..., 0]) * torch.sigmoid(logits[..., 1]) > threshold
+    if rule not in VISIBILITY_RULES:
+        raise ValueError(f"visibility rule must be one of {VISIBILITY_RULES}; received '{rule}'")
+    visible = torch.sigmoid(logits[..., 0])
+    if rule == "certainty":
+        visible = visible * torch.sigmoid(logits[..., 1])
+    return visible > threshold

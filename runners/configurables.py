@@ -16,7 +16,9 @@ from backbones.build import build_backbone
 from backbones.cogvideox import build_cogvideox
 from backbones.dinov2 import build_dinov2
 from backbones.ltx import build_ltx_video
+from backbones.oracle import OracleBackbone
 from backbones.pixart_latte import build_latte, build_pixart_alpha
+from backbones.pixels import PixelsBackbone
 from backbones.sd_unet import build_animatediff, build_sd15
 from backbones.siglip import build_siglip
 from backbones.videomae import build_videomae
@@ -47,10 +49,16 @@ Pretrain = gin.external_configurable(_Pretrain, "Pretrain")
 # plain arguments and returns an object implementing backbones/base.py's Backbone.
 #   Backbone: WALT (backbones/build.py): Backbone.size, .variant, .walt_checkpoint, ...;
 #   --gin.Backbone.compile=True runs feature capture through torch.compile (same cache key).
+#   OracleBackbone (backbones/oracle.py): the renderer's ground truth at the token grid, the
+#   positive control (OracleBackbone.analog = 'depth', seed / image_size / num_frames = the
+#   task's). PixelsBackbone (backbones/pixels.py): the floor, PixelsBackbone.mode = 'rgb' |
+#   'latents'.
 #   The library models (gin/backbones/external/*.gin, docs/backbones.md) under their builders'
 #   names; diffusers / transformers are imported only when one is built.
 BACKBONES = {
     "Backbone": build_backbone,
+    "OracleBackbone": OracleBackbone,
+    "PixelsBackbone": PixelsBackbone,
     "build_cogvideox": build_cogvideox,
     "build_wan": build_wan,
     "build_ltx_video": build_ltx_video,

@@ -40,7 +40,7 @@ from readouts.layers import image_hw
 from readouts.pose import PoseReadout, first_last_frames
 from readouts.resample import resize_time
 from readouts.tapvid import RASTER, query_to_raster, to_raster
-from readouts.tracking import TrackingReadout, predicted_visible
+from readouts.tracking import VISIBILITY_RULES, TrackingReadout, predicted_visible
 from tasks.task import Batch, Task
 
 TIME_POOLS = ("mean", "none")
@@ -241,10 +241,10 @@ def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
                                    _target(batch, "occluded", values).bool(), query_frames)
 
 
-def _point_unpack(preds, batch, *, image_size):
+def _point_unpack(preds, batch, *, image_size, visibility_rule: str = "certainty"):
     """compute_tapvid_metrics arguments on the 256 x 256 raster."""
     pred_tracks = preds["values"].detach().float().cpu().numpy() * RASTER
-    pred_occluded = ~predicted_visible(preds["logits"].detach()).cpu().numpy()
+    pred_occluded = ~predicted_visible(preds["logits"].detach(), rule=visibility_rule).cpu().numpy()
     query = query_to_raster(batch["query_points"], image_size)
     gt_tracks = to_raster(batch["target_points"], image_size)
     return query, batch["occluded"], gt_tracks, pred_occluded, pred_tracks
@@ -252,13 +252,18 @@ def _point_unpack(preds, batch, *, image_size):
 
 def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_frames: int = 17,
                  head_kwargs: dict | None = None, query_mode: str = "first",
-                 make_head: Callable | None = None) -> Task:
+                 make_head: Callable | None = None, visibility_rule: str = "certainty") -> Task:
     """MooG point tracking; metric average_jaccard (TAP-Vid; higher is better).
 
     image_size: int or (H, W) of the clip raster the item coordinates are in.
     head_kwargs: TrackingReadout sizes. query_mode: TAP-Vid's 'first' (the paper's: queries
     are first visible points, earlier frames discarded) or 'strided'.
+    visibility_rule: how predicted occlusion is scored (readouts.tracking.predicted_visible):
+    'certainty' (the paper's) or 'visibility'.
     """
+    if visibility_rule not in VISIBILITY_RULES:
+        raise ValueError(f"visibility_rule must be one of {VISIBILITY_RULES}; "
+                         f"received '{visibility_rule}'")
     size = image_hw(image_size)
     return Task(
         name=name, datasets=datasets,
@@ -269,7 +274,7 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
         loss=functools.partial(_point_loss, image_size=size),
         new_accumulator=functools.partial(
             _new_accumulator, functools.partial(TapVidAccumulator, query_mode),
-            functools.partial(_point_unpack, image_size=size)),
+            functools.partial(_point_unpack, image_size=size, visibility_rule=visibility_rule)),
         metric="average_jaccard", higher_is_better=True)
 
 

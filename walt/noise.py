@@ -22,8 +22,16 @@ from torch import Tensor
 
 
 def linear_betas(num_timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """DDPM linear betas, rescaled so the start/end match WALT Table 8 at 1000 steps."""
+    """DDPM linear betas, rescaled so the start/end match WALT Table 8 at 1000 steps.
+
+    The 1000 / T rescaling pushes beta_T past 1 for short schedules (T < 20 at the defaults),
+    which would make abar negative; such a schedule is refused rather than returned.
+    """
     scale = 1000.0 / num_timesteps
+    if beta_end * scale >= 1:
+        raise ValueError(f"a linear schedule of {num_timesteps} steps reaches beta = "
+                         f"{beta_end * scale:g} >= 1 (betas scale as 1000 / num_timesteps); use "
+                         f"num_timesteps > {math.floor(1000 * beta_end)} or kind='cosine'")
     return torch.linspace(beta_start * scale, beta_end * scale, num_timesteps, dtype=torch.float64)
 
 

@@ -1,6 +1,6 @@
 """Rendered splits as HF datasets, cached on disk, read back as torch datasets of items.
 
-A split is rendered once into a `datasets.DatasetDict` (train / validation), saved with
+A split is rendered once into a `datasets.DatasetDict` (train / validation / test), saved with
 `save_to_disk` under `cache_dir/<name>-<key>`, and reloaded with `load_from_disk`. The key
 hashes the generator's parameters AND the source of every module of `tasks/synthetic/`
 plus CODE_VERSION, so a change to the renderer or a sampler renders afresh instead of
@@ -39,7 +39,9 @@ import torch
 CODE_VERSION = 3
 DEFAULT_CACHE = os.environ.get("WALT_PROBE_SYNTHETIC_CACHE",
                                os.path.join(os.path.expanduser("~"), ".cache", "walt-probe", "synthetic"))
-SPLITS = {"train": "train", "val": "validation"}
+# Split name -> HF split name. Every item's generator hashes its split's name, so the three
+# splits are disjoint draws of the same world: `val` selects (best cells), `test` reports.
+SPLITS = {"train": "train", "val": "validation", "test": "test"}
 # Clips rendered per batch: small batches stay in the CPU caches (10% less CPU time per
 # clip at 4 than at 16); the GPU wants large ones.
 CHUNK = {"cpu": 4, "cuda": 64}
@@ -170,7 +172,7 @@ def cached_dataset_dict(name: str, params: dict, sizes: dict[str, int],
                         num_proc: int | None = None, device: str = "cpu") -> datasets.DatasetDict:
     """Loads `cache_dir/<name>-<key>` or renders and saves it first.
 
-    params: every generator parameter (JSON-able); sizes: split ('train', 'val') -> count;
+    params: every generator parameter (JSON-able); sizes: split ('train', 'val', 'test') -> count;
     make_render_chunk(split, device) -> render_chunk(indices) -> items; num_proc: worker
     processes (None: one per usable core for large CPU splits); device: 'cpu', 'cuda' or
     'auto'. The resolved device joins the key: a GPU-rendered split never stands in for a

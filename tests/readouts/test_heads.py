@@ -157,3 +157,12 @@ def test_each_head_overfits_one_batch(name):
         loss.backward()
         optimizer.step()
     assert loss_fn(head(*inputs)).item() < 0.1 * first
+
+
+def test_pose_head_names_itself_and_the_frame_count():
+    head = PoseReadout(D, width=16, num_heads=2)
+    with pytest.raises(ValueError, match=r"PoseReadout: activations must be \(b, 1, h, w, 32\).*"
+                                         r"2 frames != 1"):
+        head(torch.randn(1, 2, 2, 2, 2 * D))
+    with pytest.raises(ValueError, match=r"\(b, t, h, w, D\); received \(2, 3, 4\)"):
+        first_last_frames(torch.randn(2, 3, 4))

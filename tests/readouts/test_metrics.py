@@ -1,6 +1,7 @@
 """Metrics: closed forms and hand-worked cases; accumulators apply the reference reductions."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -176,3 +177,57 @@ def test_box_iou_ignores_degenerate_unscored_pairs():
     gt = torch.tensor([[[[0.0, 0.0, 0.5, 0.5]] * 2, [[0.0, 0.0, 0.0, 0.0]] * 2]])   # (1, 2, 2, 4)
     valid = torch.tensor([[[True, True], [False, False]]])
     assert metrics.box_mean_iou(gt.clone(), gt, valid) == pytest.approx(1.0)
+
+
+def test_sub_metre_depths_and_a_single_valid_pixel_count():
+    """Depths below 1 m are valid pixels (only target <= 0 means no measurement), and one valid
+    pixel is enough for a value."""
+    pred, target = torch.tensor([0.3, 0.9, 5.0]), torch.tensor([0.5, 0.6, 0.0])
+    assert metrics.abs_rel(pred, target) == pytest.approx((0.4 + 0.5) / 2)
+    assert metrics.abs_rel(pred[:1], target[:1]) == pytest.approx(0.4)
+    gt = torch.tensor([[[[0.0, 0.0, 0.5, 0.5]] * 2]])                    # (1, 1, 2, 4)
+    pred_box = torch.tensor([[[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.5, 0.25]]]])
+    assert metrics.box_mean_iou(pred_box, gt, torch.ones(1, 1, 2, dtype=torch.bool)) == 0.5
+
+
+def test_pose_error_with_rotation_and_translation_hand_worked():
+    """One corner p = (1, 0, 1); pred [R | t] with R = diag(-1, -1, 1), t = (0.1, 0, 0.5):
+    q = R^T (p - t) = (-0.9, 0, 0.5) against the identity's q = p: |(1.9, 0, 0.5)|."""
+    gt = _pose(torch.eye(3), [0.0, 0.0, 0.0])
+    pred = _pose(torch.diag(torch.tensor([-1.0, -1.0, 1.0])), [0.1, 0.0, 0.5])
+    corner = torch.tensor([[1.0, 0.0, 1.0]])
+    error = metrics.pose_endpoint_error(pred, gt, corners=corner)
+    assert error.shape == (1,) and error.item() == pytest.approx(math.hypot(1.9, 0.5), rel=1e-6)
+    # A rotation about y mixes the translation into x and z: R = Ry(90 deg), t = (0, 0, 0.5);
+    # R^T (x, y, z) = (-z, y, x), so q = R^T (1, 0, 0.5) = (-0.5, 0, 1) vs p: |(1.5, 0, 0)|.
+    ry = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    error = metrics.pose_endpoint_error(_pose(ry, [0.0, 0.0, 0.5]), gt, corners=corner)
+    assert error.item() == pytest.approx(1.5, rel=1e-6)
+
+
+def test_tapvid_thresholds_are_strict():
+    """As in the reference, a point exactly d pixels away is not within d."""
+    out = _one_track([[10, 10], [11, 10]], [False, False])
+    assert out["pts_within_1"][0] == 0.0 and out["pts_within_2"][0] == 1.0
+    assert out["jaccard_1"][0] == pytest.approx(0.0) and out["jaccard_2"][0] == 1.0
+
+
+def test_tapvid_bad_shapes_are_named_and_tensors_with_grad_are_accepted():
+    q, occ, tracks = np.zeros((1, 2, 3)), np.zeros((1, 2, 4), bool), np.zeros((1, 2, 4, 2))
+    for bad_q, bad_tracks in [(q, tracks[..., :1]), (q, tracks[0]), (q[..., :2], tracks)]:
+        with pytest.raises(ValueError, match=r"expected query_points \(b, n, 3\).*received "
+                                             + re.escape(str(bad_q.shape))):
+            compute_tapvid_metrics(bad_q, occ, bad_tracks, occ, bad_tracks, "first")
+    # Predictions straight from a head (requires_grad, possibly on a GPU) are read as arrays.
+    pred = torch.zeros(1, 2, 4, 2, requires_grad=True)
+    out = compute_tapvid_metrics(torch.as_tensor(q), torch.as_tensor(occ), torch.as_tensor(tracks),
+                                 torch.as_tensor(occ), pred, "first")
+    np.testing.assert_allclose(out["average_jaccard"], 1.0)
+    assert TapVidAccumulator().result() == {"num_videos": 0.0}
+
+
+def test_pose_error_follows_the_prediction_device():
+    """The cube corners move to the poses' device (the meta device stands in for a GPU)."""
+    pose = torch.empty(2, 3, 4, device="meta")
+    error = metrics.pose_endpoint_error(pose, pose)
+    assert error.shape == (2,) and error.device.type == "meta"

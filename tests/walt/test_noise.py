@@ -56,3 +56,53 @@ def test_eval_noise_is_per_example_and_reproducible():
     assert not torch.equal(a[0], a[1])
     torch.randn(10)  # the global RNG does not enter
     torch.testing.assert_close(eval_noise((1, 8, 5, 4, 4), torch.tensor([8]))[0], a[1], rtol=0, atol=0)
+
+
+def test_too_short_linear_schedule_is_refused():
+    """At T steps the linear betas end at 0.02 * 1000 / T: T <= 20 would give beta >= 1 and a
+    negative abar (found by the SNR property test)."""
+    with pytest.raises(ValueError, match=r"num_timesteps > 20 or kind='cosine'"):
+        NoiseSchedule("linear", 10)
+    with pytest.raises(ValueError, match="beta = 1 >= 1"):
+        NoiseSchedule("linear", 20)
+    assert float(NoiseSchedule("linear", 21, zero_terminal_snr=False).alphas_cumprod[-1]) > 0
+    assert float(NoiseSchedule("cosine", 10, zero_terminal_snr=False).alphas_cumprod[-1]) >= 0
+
+
+def test_config_rebuilds_the_schedule_and_bad_arguments_are_named():
+    s = NoiseSchedule("cosine", 50, zero_terminal_snr=False)
+    assert s.config == {"kind": "cosine", "num_timesteps": 50, "zero_terminal_snr": False}
+    torch.testing.assert_close(NoiseSchedule(**s.config).alphas_cumprod, s.alphas_cumprod)
+    with pytest.raises(ValueError, match="schedule 'sigmoid'; use 'linear' or 'cosine'"):
+        NoiseSchedule("sigmoid")
+    with pytest.raises(ValueError, match=r"\[0, 50\); got min -1, max 3"):
+        s.add_noise(torch.zeros(2, 4), torch.zeros(2, 4), torch.tensor([-1, 3]))
+    with pytest.raises(ValueError, match=r"an int or shape \(3,\), got \(2,\)"):
+        s.add_noise(torch.zeros(3, 4), torch.zeros(3, 4), torch.tensor([1, 2]))
+
+
+def test_eval_noise_shape_dtype_and_seed_count():
+    noise = eval_noise((2, 3, 4), [5, 6], dtype=torch.float64)
+    assert noise.shape == (2, 3, 4) and noise.dtype == torch.float64
+    torch.testing.assert_close(noise.float(), eval_noise((2, 3, 4), torch.tensor([5, 6])))
+    with pytest.raises(ValueError, match=r"shape \(3, 4\) but 2 seeds"):
+        eval_noise((3, 4), [1, 2])
+
+
+def test_noise_follows_the_latents_device_and_ignores_the_default_dtype():
+    """Coefficients and eval noise land on the requested device (the meta device stands in for
+    a GPU here), and eval noise is drawn in float32 whatever torch's default dtype is, so cached
+    features do not change with it."""
+    z = torch.empty(2, 4, device="meta")
+    assert NoiseSchedule().add_noise(z, z, 3).device.type == "meta"
+    assert NoiseSchedule().velocity(z, z, torch.tensor([1, 2])).device.type == "meta"
+    assert eval_noise((2, 4), [0, 1], device="meta").device.type == "meta"
+    # 64 values per row: torch draws rows of 16 or more through a vectorised path whose values
+    # depend on the dtype drawn in (shorter rows would agree by accident).
+    reference = eval_noise((2, 64), [0, 1])
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.testing.assert_close(eval_noise((2, 64), [0, 1]), reference, rtol=0, atol=0)
+    finally:
+        torch.set_default_dtype(previous)
