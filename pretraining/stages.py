@@ -178,7 +178,9 @@ def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     if r.resume_from:
         trainer.resume(r.resume_from)
     # Model FLOPs of one step (forward + backward), for MFU; counted once, gradients discarded.
-    flops = count_training_flops(lambda: loss_fn(trainer.step, trainer.forward_model)[0]) * d.world_size
+    # Counted on the eager module: FlopCounterMode sees every aten op there, while a compiled
+    # graph would hide them (and compiling under the counter would waste a compilation).
+    flops = count_training_flops(lambda: loss_fn(trainer.step, trainer.model)[0]) * d.world_size
     trainer.opt.zero_grad(set_to_none=True)
     trainer.train(stop_after)
     n_params = sum(p.numel() for p in tokenizer.parameters())
@@ -305,4 +307,4 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
 def _plain_loss(loss_fn, trainer: Trainer, step: int) -> torch.Tensor:
     """One step's loss with bf16 autocast as in training (self-conditioning as drawn)."""
     with torch.autocast(trainer.d.device.type, dtype=torch.bfloat16, enabled=trainer.bf16):
-        return loss_fn(step, trainer.forward_model)[0]
+        return loss_fn(step, trainer.model)[0]   # eager: see the tokenizer stage's FLOP count
