@@ -56,7 +56,7 @@ GRID_TASKS = ("objects", "motion", "depth", "point_tracks")
 ANALOGS = {
     "objects": ("SyntheticObjects", "objects"),
     "scenes": ("SyntheticScenes", "objects"),
-    "fine_grained": ("SyntheticFineGrained", "objects"),
+    "finegrained": ("SyntheticFineGrained", "objects"),
     "appearance": ("SyntheticAppearanceActions", "objects"),
     "appearance_xl": ("SyntheticAppearanceActionsXL", "objects"),
     "motion": ("SyntheticMotionActions", "motion"),
@@ -74,8 +74,8 @@ TRACKING = ("point_tracks", "box_tracks")
 # stage (32 x 32 x 9 clips, tiny sizes, a few steps): numbers mean nothing, paths all run.
 SCALES = {
     "full": dict(
-        pretrain=[], probe=[], grid_blocks=[0, 3, 6, 8, 10, 12], grid_t=[0, 100, 200, 500],
-        seeds=[0, 1], workers=8, compile_tracking=True, render_device="cpu",
+        pretrain=[], probe=[], grid_blocks=[4, 8, 12], grid_t=[0, 200],
+        seeds=[0, 1], budget_seeds=[0], workers=12, compile_tracking=True, render_device="cpu",
         walt_export="walt_40m_{variant}"),
     "tiny": dict(
         pretrain=["NUM_CLIPS = 12", "NUM_VAL_CLIPS = 4", "IMAGE_SIZE = 32", "NUM_FRAMES = 9",
@@ -181,11 +181,20 @@ def pretrain(st: Study, stage: str) -> None:
                 f"SyntheticClips.cache_dir = '{st.root / 'pool'}'"]
     cmd = [sys.executable, "-m", "runners.cli", "pretrain", f"--gin_file={gin_file}"]
     cmd += [f"--gin_bindings={b}" for b in bindings]
-    if latest_checkpoint(run_dir) is not None:
-        cmd.append("--resume")
-    st.log("$ " + " ".join(cmd))
-    with open(st.root / f"{stage}.log", "a") as fh:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=st.env())
+    for attempt in ("as configured", "eager (Pretrain.compile = False)"):
+        run_cmd = list(cmd)
+        if attempt.startswith("eager"):
+            run_cmd.append("--gin_bindings=Pretrain.compile = False")
+        if latest_checkpoint(run_dir) is not None:
+            run_cmd.append("--resume")
+        st.log("$ " + " ".join(run_cmd))
+        with open(st.root / f"{stage}.log", "a") as fh:
+            proc = subprocess.run(run_cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=st.env())
+        if not proc.returncode:
+            break
+        # A compilation failure must not cost the study: the same run, resumed, without it.
+        st.log(f"{stage}: failed {attempt} (exit {proc.returncode}); last lines of its log:\n"
+               + "".join(open(st.root / f"{stage}.log").readlines()[-15:]))
     if proc.returncode:
         raise SystemExit(f"study: pretraining stage '{stage}' failed (exit {proc.returncode}); see "
                          f"{st.root / (stage + '.log')}")
@@ -436,7 +445,7 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
                 # A run too short for distinct fraction steps (the tiny scale) lacks some tags.
                 tags = [tag for tag in BUDGET_TAGS if tag == "p100" or st.walt_path(m, tag).is_file()]
                 rows += [(m, "final" if tag == "p100" else tag, name, b, t, s)
-                         for tag in tags for s in st.s["seeds"]]
+                         for tag in tags for s in st.s.get("budget_seeds", st.s["seeds"])]
     return make_jobs(rows)
 
 
@@ -513,9 +522,9 @@ def main(argv=None) -> int:
         run_jobs(st, grid_jobs(st), "grid")
         st.mark("grid", time.time() - t0)
         st.log(f"grid: done in {time.time() - t0:.1f} s")
-    # cells, controls and budget in one pool (no idle tail between stages); controls before
-    # the budget in the queue, so a deadline cuts the budget's last groups first.
-    later = [s for s in ("cells", "controls", "budget") if s in stages and not st.done(s)]
+    # cells, budget and controls in one pool (no idle tail between stages); in that order in
+    # the queue, so a deadline cuts the oracle's groups (the last) first.
+    later = [s for s in ("cells", "budget", "controls") if s in stages and not st.done(s)]
     if later and st.out_of_time():
         st.log(f"{later}: skipped, past --deadline_s {st.deadline_s}")
     elif later:
