@@ -314,6 +314,11 @@ def run_group(args) -> list[str]:
 
     st = Study(Path(root), scale, workers, None)
     os.environ["WALT_PROBE_SYNTHETIC_CACHE"] = str(st.root / "synthetic")
+    # Each worker gets its share of the CPU cores: on the H200 run, 14 workers with torch's
+    # default 16 intra-op threads each extracted features at 16 s per batch of 128 clips
+    # (results/base_study/summary.md), which points at oversubscribed cores (not yet re-measured).
+    import torch
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))
     done = []
     for job in jobs:
         out = st.root / "probes" / job["id"]
