@@ -241,9 +241,10 @@ def write_all(st) -> None:
     for r in pre_rows:
         held = (f"PSNR {r['val_psnr']:.2f} dB" if r["val_psnr"] is not None else
                 f"v-MSE clips {_fmt(r['val_mse_clips'], 4)} / images {_fmt(r['val_mse_images'], 4)}")
+        mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
         lines.append(f"| {r['run']} | {r['parameters']:,} | {r['steps']} | {r['batch']} | {r['steps_per_s']:.2f} | "
                      f"{r['clips_per_s']:.0f} | {_fmt(r['model_tflop_per_step'])} | "
-                     f"{'-' if r['mfu'] is None else f'{100 * r['mfu']:.1f} %'} | {_fmt(r['final_loss'], 4)} | {held} |")
+                     f"{mfu} | {_fmt(r['final_loss'], 4)} | {held} |")
     lines += ["", "## Selected cells (best val, seed 0)", "", "```", json.dumps(cells), "```", ""]
     lines += ["## All ten analogs (test, seed mean and spread), with controls and trivial", "",
               "| analog | metric | I-WALT | V-WALT | V vs I | pixels | oracle | trivial |", "|---|---|---|---|---|---|---|---|"]
