@@ -6,9 +6,9 @@ default latent shape, no text cross-attention):
 
   tiny   d=192,  L=4,  3 heads    2.19M   CPU tests
   small  d=256,  L=8,  4 heads    7.02M   shipped checkpoints (bf16 file < 16 MiB)
-  40m    d=512,  L=12, 8 heads    ~38M    the base study (results/base_study): the smallest size
-                                          whose compiled training step is matmul-bound on one
-                                          H200 (issue 18: 37-39 % MFU measured vs 6 % for small)
+  40m    d=512,  L=12, 8 heads    40.4M   the base study (results/base_study); compiled at batch
+                                          256 it trains at 37.6 % MFU on one H200 (small: 3-6 %;
+                                          benchmarks/results/pretrain.md)
   284m   d=1024, L=22, 16 heads   287.4M  the paper's smallest model: D = 1024 is fixed by the
                                           readout parameter counts of its Tables 5-6
   724m   d=1408, L=30, 22 heads   733.3M
