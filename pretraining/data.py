@@ -116,11 +116,25 @@ def fingerprint_clips(clips: torch.Tensor) -> str:
 
 
 def tokenizer_batch(clips: torch.Tensor, *, seed: int, step: int, batch_size: int, rank: int = 0,
-                    world_size: int = 1) -> torch.Tensor:
-    """This rank's share of step `step`'s clips: uint8 (b, T, H, W, 3), on the clips' device."""
+                    world_size: int = 1, augment: bool = False) -> torch.Tensor:
+    """This rank's share of step `step`'s clips: uint8 (b, T, H, W, 3), on the clips' device.
+
+    augment: each clip is mirrored left-right with probability 1/2 and played backwards with
+    probability 1/2 (coins drawn after the indices, so the indices do not depend on it). Both
+    keep the world's statistics (the synthetic camera and objects move both ways) and cost one
+    gather on the device.
+    """
     g = step_generator(seed, SALT_TOKENIZER, step, clips.device)
     idx = torch.randint(len(clips), (batch_size,), generator=g, device=clips.device)
-    return clips[idx[rank_slice(batch_size, rank, world_size)]]
+    sl = rank_slice(batch_size, rank, world_size)
+    out = clips[idx[sl]]
+    if augment:
+        coins = torch.rand((batch_size, 2), generator=g, device=clips.device)[sl] < 0.5
+        flip_w = coins[:, 0].view(-1, 1, 1, 1, 1)
+        reverse = coins[:, 1].view(-1, 1, 1, 1, 1)
+        out = torch.where(flip_w, out.flip(3), out)          # (b, T, H, W, 3): W is axis 3
+        out = torch.where(reverse, out.flip(1), out)         # T is axis 1
+    return out
 
 
 class LatentBank:
@@ -142,12 +156,24 @@ class LatentBank:
 
     @classmethod
     @torch.no_grad()
-    def encode(cls, tokenizer, clips: torch.Tensor, *, device, chunk: int = 64) -> "LatentBank":
-        """Encodes uint8 clips (N, T, H, W, 3) with `tokenizer.encode` (normalised latents)."""
+    def encode(cls, tokenizer, clips: torch.Tensor, *, device, chunk: int = 64,
+               mirrored: bool = False) -> "LatentBank":
+        """Encodes uint8 clips (N, T, H, W, 3) with `tokenizer.encode` (normalised latents).
+
+        mirrored: also encode every clip mirrored left-right, as clips N..2N-1 of the bank (the
+        augmentation of the diffusion stage: the tokenizer is not mirror-equivariant, so the
+        mirrored latents are encoded, not flipped). Encoded once; batches then index 2N clips.
+        """
         from walt.training import uint8_to_unit
         clip_lat, frame_lat = [], []
-        for i in range(0, len(clips), chunk):
-            video = uint8_to_unit(clips[i:i + chunk].to(device))          # (b, 3, T, H, W)
+        parts = [(i, False) for i in range(0, len(clips), chunk)]
+        if mirrored:
+            parts += [(i, True) for i in range(0, len(clips), chunk)]
+        for i, mirror in parts:
+            part = clips[i:i + chunk].to(device)                          # (b, T, H, W, 3)
+            if mirror:
+                part = part.flip(3)                                       # W is axis 3
+            video = uint8_to_unit(part)                                   # (b, 3, T, H, W)
             clip_lat.append(tokenizer.encode(video).float())              # (b, z, t, h, w)
             # Each frame an image: the one per-frame encoder path, shared with the probe
             # (backbones/walt.py, video_route='frames'), so I-WALT is probed on its own kind of latent.

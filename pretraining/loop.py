@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -117,6 +118,18 @@ def _digest(path: Path) -> str:
     return f"xxh3_128:{h.hexdigest()}"
 
 
+def _to_host(obj):
+    """A copy of a (nested) state dict with every tensor on the CPU: what a background writer
+    may serialise while the training step mutates the originals on the GPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_host(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_host(v) for v in obj)
+    return obj
+
+
 def save_atomic(obj, path: Path) -> None:
     """torch.save through a temp file in the same folder + os.replace; then its digest file."""
     path = Path(path)
@@ -187,6 +200,10 @@ class LoopConfig:
     log_every: int = 50
     precision: str = "auto"      # 'auto' (bf16 on CUDA, fp32 on CPU) | 'bf16' | 'fp32'
     compile: bool = False
+    # Write checkpoints from a background thread (the state is first copied to host memory, so
+    # the next steps may run while the file is written); the previous write is awaited before
+    # the next one starts and before train() returns, so the pruning and resume rules hold.
+    async_checkpoints: bool = False
 
 
 class Trainer:
@@ -225,6 +242,8 @@ class Trainer:
         self.history: dict[str, list] = {"step": [], "loss": [], "lr": [], "grad_norm": []}
         self.timing: list[dict] = []
         self.fraction_steps = named_fraction_steps(cfg.steps, cfg.fractions)
+        self._writer: Optional[threading.Thread] = None
+        self._writer_error: list[BaseException] = []
 
     # --- state
     def state_dict(self) -> dict:
@@ -282,15 +301,38 @@ class Trainer:
         self.ema.copy_to(m)
         return m.eval()
 
-    def save(self, tag: Optional[str]) -> Path:
-        path = checkpoint_path(self.run_dir, self.step)
-        if self.d.is_main:
-            save_atomic(self.state_dict(), path)
+    def wait_for_writes(self) -> None:
+        """Blocks until the background checkpoint write (if any) is on disk; re-raises its error."""
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        if self._writer_error:
+            err = self._writer_error.pop()
+            raise RuntimeError(f"writing a checkpoint under {self.run_dir / 'checkpoints'} failed: {err}") from err
+
+    def _write_and_prune(self, state: dict, path: Path) -> None:
+        try:
+            save_atomic(state, path)
             keep = {checkpoint_path(self.run_dir, s) for s in self.fraction_steps} | {path}
             for old in (self.run_dir / "checkpoints").glob("step_*.pt"):
                 if old not in keep:
                     old.unlink(missing_ok=True)
                     digest_path(old).unlink(missing_ok=True)
+        except BaseException as err:  # surfaced by wait_for_writes in the training thread
+            self._writer_error.append(err)
+
+    def save(self, tag: Optional[str]) -> Path:
+        path = checkpoint_path(self.run_dir, self.step)
+        if self.d.is_main:
+            self.wait_for_writes()
+            if self.cfg.async_checkpoints:
+                state = _to_host(self.state_dict())
+                self._writer = threading.Thread(target=self._write_and_prune, args=(state, path),
+                                                name="checkpoint-writer", daemon=False)
+                self._writer.start()
+            else:
+                self._write_and_prune(self.state_dict(), path)
+                self.wait_for_writes()
             if self.on_save is not None:
                 self.on_save(self.step, tag, self.ema_module())
         self.d.barrier()
@@ -359,6 +401,7 @@ class Trainer:
                 # An invocation that stops early (stop_after) still leaves a checkpoint.
                 self.save(tag)
                 t_start = time.perf_counter()  # checkpoint time is not training time
+        self.wait_for_writes()
         return self.throughput()
 
     def throughput(self) -> dict:

@@ -139,11 +139,12 @@ def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     identity = {"stage": "tokenizer", "tokenizer_size": cfg.tokenizer_size,
                 "tokenizer_config": tokenizer.config, "batch_size": cfg.batch_size, "steps": cfg.steps,
                 "seed": run.seed, "clip_shape": list(train.shape[1:4]), "data": data_fp,
-                "latent_weight": cfg.latent_weight}
+                "latent_weight": cfg.latent_weight, "augment": getattr(cfg, "augment", False)}
 
     def loss_fn(step, m):
         video = uint8_to_unit(tokenizer_batch(clips, seed=run.seed, step=step, batch_size=cfg.batch_size,
-                                              rank=d.rank, world_size=d.world_size))
+                                              rank=d.rank, world_size=d.world_size,
+                                              augment=getattr(cfg, "augment", False)))
         return tokenizer_loss(m, video, latent_weight=cfg.latent_weight)
 
     exports = {}
@@ -178,7 +179,9 @@ def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     if r.resume_from:
         trainer.resume_latest()
     # Model FLOPs of one step (forward + backward), for MFU; counted once, gradients discarded.
-    flops = count_training_flops(lambda: loss_fn(trainer.step, trainer.forward_model)[0]) * d.world_size
+    # Counted on the eager module: FlopCounterMode sees every aten op there, while a compiled
+    # graph would hide them (and compiling under the counter would waste a compilation).
+    flops = count_training_flops(lambda: loss_fn(trainer.step, trainer.model)[0]) * d.world_size
     trainer.opt.zero_grad(set_to_none=True)
     trainer.train(stop_after)
     n_params = sum(p.numel() for p in tokenizer.parameters())
@@ -204,7 +207,7 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     train = load_clips(datasets_from(cfg.train_data, "train"), num_frames=cfg.num_frames,
                        image_size=cfg.image_size, num_workers=cfg.num_workers, where="train data")
     data_fp = fingerprint_clips(train)
-    bank = LatentBank.encode(tokenizer, train, device=d.device)
+    bank = LatentBank.encode(tokenizer, train, device=d.device, mirrored=getattr(cfg, "augment", False))
     val_bank = None
     if cfg.val_data is not None:
         val = load_clips(datasets_from(cfg.val_data, "val"), num_frames=cfg.num_frames,
@@ -213,13 +216,15 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     r.log(f"diffusion stage ({cfg.variant}): {len(train)} clips -> latents {bank.latent_shape}, data {data_fp}")
     # 2. Model and noise schedule. Both variants start from the same seeded initialisation.
     torch.manual_seed(run.seed)
-    model = WALT.from_size(cfg.walt_size, variant=cfg.variant, latent_shape=bank.latent_shape).to(d.device)
+    model = WALT.from_size(cfg.walt_size, variant=cfg.variant, latent_shape=bank.latent_shape,
+                           latent_channels=bank.clip_latents.shape[1]).to(d.device)
     schedule = NoiseSchedule(cfg.noise_schedule, NUM_TIMESTEPS, zero_terminal_snr=cfg.zero_terminal_snr)
     identity = {"stage": "diffusion", "walt_size": cfg.walt_size, "variant": cfg.variant,
                 "walt_config": {k: v for k, v in model.config.items() if k != "variant"},
                 "latent_shape": list(bank.latent_shape), "batch_size": cfg.batch_size, "steps": cfg.steps,
                 "seed": run.seed, "data": data_fp, "tokenizer": file_fingerprint(str(tok_path)),
                 "image_fraction": cfg.image_fraction, "self_cond_prob": cfg.self_cond_prob,
+                "augment": getattr(cfg, "augment", False),
                 "schedule": schedule.config}
     use_self_cond = bool(getattr(model, "self_condition", False)) and cfg.self_cond_prob > 0
     counting = [False]  # True while counting FLOPs: one plain forward + backward
@@ -303,4 +308,4 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
 def _plain_loss(loss_fn, trainer: Trainer, step: int) -> torch.Tensor:
     """One step's loss with bf16 autocast as in training (self-conditioning as drawn)."""
     with torch.autocast(trainer.d.device.type, dtype=torch.bfloat16, enabled=trainer.bf16):
-        return loss_fn(step, trainer.forward_model)[0]
+        return loss_fn(step, trainer.model)[0]   # eager: see the tokenizer stage's FLOP count

@@ -38,9 +38,13 @@ class Pretrain:
     Optimisation (both stages)
       steps, batch_size (global: split over DDP processes), lr, warmup, final_lr_ratio,
       weight_decay, grad_clip (0 = off), ema_decay (0 = off), precision ('auto' = bf16 on CUDA),
-      compile (torch.compile the trained module).
+      compile (torch.compile the trained module: the autoencoder, or WALT for both passes of
+      the self-conditioned loss), augment (each step's clips randomly mirrored left-right, and
+      for the tokenizer also played backwards: the pool is rendered once and reused every epoch;
+      the diffusion stage encodes the mirrored pool once too).
     Bookkeeping
-      checkpoint_every: steps between regular checkpoints; fractions: named fractions of the
+      checkpoint_every: steps between regular checkpoints; async_checkpoints: write them from a
+        background thread (state copied to host memory first); fractions: named fractions of the
         run that are checkpointed, exported and kept (paper Sec. 4.4: 5, 10, 20, 26, 50, 100 %).
       log_every: steps between loss syncs (one host sync each), num_samples / sample_steps:
         DDIM samples (or reconstructions) drawn into the contact sheet at each checkpoint;
@@ -71,6 +75,8 @@ class Pretrain:
     ema_decay: float = 0.999
     precision: str = "auto"
     compile: bool = False
+    augment: bool = False
+    async_checkpoints: bool = False
     checkpoint_every: int = 1000
     fractions: tuple = (0.05, 0.1, 0.2, 0.26, 0.5, 1.0)
     log_every: int = 50

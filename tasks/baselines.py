@@ -213,8 +213,10 @@ def _scored(task: Task, predictor: str, metrics: dict[str, float], fit: dict) ->
             "metrics": metrics, "fit": fit}
 
 
-def trivial_metrics(task: Task, batch_size: int = 32, max_depth_maps: int = 4096) -> dict:
-    """Fits the kind's trivial predictor on train, scores it on val (see the module docstring).
+def trivial_metrics(task: Task, batch_size: int = 32, max_depth_maps: int = 4096,
+                    split: str = "val") -> dict:
+    """Fits the kind's trivial predictor on train, scores it on `split` (default val; the
+    module docstring), e.g. 'test' for a study that selects on val and reports on test.
 
     Returns {task, kind, metric, higher_is_better, value, metrics, predictor, fit, num_train,
     num_val, alternatives}: value = metrics[metric] of the primary predictor, metrics = its
@@ -223,7 +225,7 @@ def trivial_metrics(task: Task, batch_size: int = 32, max_depth_maps: int = 4096
     secondary predictors (depth: the mean map; camera pose: the identity).
     """
     kind = task_kind(task)
-    run = lambda predict: evaluate(task, predict, "val", batch_size)  # noqa: E731
+    run = lambda predict: evaluate(task, predict, split, batch_size)  # noqa: E731
     alternatives = {}
     if kind == "classification":
         majority, freq = fit_majority(task, batch_size)
@@ -255,4 +257,4 @@ def trivial_metrics(task: Task, batch_size: int = 32, max_depth_maps: int = 4096
     return {"task": task.name, "kind": kind, "metric": task.metric,
             "higher_is_better": task.higher_is_better, **primary,
             "num_train": len(task.split("train")), "num_val": len(task.split("val")),
-            "alternatives": alternatives}
+            "split": split, "num_scored": len(task.split(split)), "alternatives": alternatives}

@@ -174,7 +174,8 @@ def diffusion_loss(
     self_cond = None
     if self_condition:
         with torch.no_grad():
-            first = (self_cond_model or model)(z_t, t, text=None, self_cond=None,
+            # `is None`, not `or`: a compiled module (OptimizedModule) refuses bool()/len().
+            first = (model if self_cond_model is None else self_cond_model)(z_t, t, text=None, self_cond=None,
                                                independent_frames=independent_frames)
             self_cond = (a * z_t - s * first.float()).to(z_t.dtype)   # schedule.predict_x0
     v = model(z_t, t, text=None, self_cond=self_cond, independent_frames=independent_frames)

@@ -1,0 +1,72 @@
+"""results/base_study/study.py: probe jobs grouped by cache entry, cells selected on val in the
+metric's direction, budget tags, and the correlation table (fast; no backbone is built)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parents[2] / "results" / "base_study"
+sys.path.insert(0, str(HERE))
+import analysis  # noqa: E402
+import study as S  # noqa: E402
+
+
+@pytest.fixture
+def st(tmp_path):
+    return S.Study(tmp_path, "tiny", 1, None)
+
+
+def _write(st, job, metric, higher, val, test):
+    res = {"status": "ok", "metric": metric, "higher_is_better": higher, "job": job,
+           "val": {metric: val}, "test": {metric: test}}
+    S.write_json(st.root / "probes" / job["id"] / "result.json", res)
+
+
+def test_jobs_of_one_entry_share_a_group_and_cache_all_its_blocks():
+    jobs = S.make_jobs([("I-WALT", "final", "depth", b, 200, s) for b in (2, 4) for s in (0, 1)]
+                       + [("V-WALT", "final", "depth", 2, 200, 0)])
+    groups = {S.group_key(j) for j in jobs}
+    assert len(groups) == 2 and len({j["id"] for j in jobs}) == 5
+    assert all(j["cache_blocks"] == [2, 4] for j in jobs if j["model"] == "I-WALT")
+    assert next(j for j in jobs if j["model"] == "V-WALT")["cache_blocks"] == [2]
+
+
+def test_cells_are_selected_on_val_in_the_metric_direction(st):
+    st.s["grid_blocks"], st.s["grid_t"] = [2, 4], [0]
+    for j in S.grid_jobs(st):
+        higher = j["task"] != "depth"
+        # val prefers block 4 everywhere; test prefers block 2 (must not leak into selection)
+        good = j["block"] == 4
+        val = (0.9 if good else 0.1) if higher else (0.1 if good else 0.9)
+        _write(st, j, "top1" if higher else "abs_rel", higher, val, 1 - val)
+    cells = S.select_cells(st)
+    assert all(cells[m][k] == [4, 0] for m in S.MODELS for k in S.GRID_TASKS)
+    jobs = S.cells_jobs(st, cells)
+    # every analog, both models, both seeds, each at its family's cell
+    assert len(jobs) == len(S.ANALOGS) * len(S.MODELS) * len(st.s["seeds"])
+    assert {(j["block"], j["t"]) for j in jobs} == {(4, 0)}
+
+
+def test_budget_jobs_skip_missing_fraction_exports(st):
+    cells = {m: {k: [2, 0] for k in S.GRID_TASKS} for m in S.MODELS}
+    path = st.walt_path("I-WALT", "p050")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"x")
+    tags = {(j["model"], j["ckpt"]) for j in S.budget_jobs(st, cells)}
+    assert ("I-WALT", "p050") in tags and ("I-WALT", "final") in tags
+    assert ("I-WALT", "p005") not in tags and ("V-WALT", "p050") not in tags
+
+
+def test_correlations_use_the_models_own_validation_loss():
+    stats = [{"model": m, "task": "objects", "ckpt": "final" if t == "p100" else t,
+              "test_mean": v} for m in S.MODELS for t, v in zip(S.BUDGET_TAGS, range(6))]
+    losses = {(m, t): {"val_mse_clips": 1.0 - 0.1 * i, "val_mse_images": 0.5 + 0.1 * i}
+              for m in S.MODELS for i, t in enumerate(S.BUDGET_TAGS)}
+    rows = {(r["model"], r["task"]): r for r in analysis.correlations(stats, losses)}
+    v, i = rows[("V-WALT", "objects")], rows[("I-WALT", "objects")]
+    assert v["n_points"] == 6 and v["spearman_val_loss"] == pytest.approx(-1.0)   # clips fall
+    assert i["spearman_val_loss"] == pytest.approx(1.0)                          # images rise
+    assert v["spearman_budget"] == pytest.approx(1.0) and 0 <= v["pearson_budget_p"] <= 1
+    assert rows[("V-WALT", "motion")]["n_points"] == 0 and "pearson_budget" not in rows[("V-WALT", "motion")]
