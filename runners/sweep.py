@@ -125,6 +125,11 @@ def _enter(driver: Mapping) -> gin_setup.GinArgs:
                              search_paths=tuple(driver["gin"]["search_paths"]))
 
 
+# The splits a trial reads: train fits the head, val selects, test reports (Probe.eval_splits);
+# their caches are filled before the trials start, so concurrent trials never extract them twice.
+CACHED_SPLITS = ("train", "val", "test")
+
+
 def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
     """Ray task: the cache entry of one feature-relevant grid point and split (all grid blocks)."""
     from probing import extract
@@ -140,6 +145,8 @@ def prepare_cache(driver: Mapping, bindings: Sequence[str], split: str) -> dict:
     blocks = extract.valid_blocks(list(probe.cache_blocks) or [probe.block], probe.backbone.num_blocks)
     if not blocks:
         return {"split": split, "skipped": "no valid block in this grid point"}
+    if split not in probe.task.datasets:  # e.g. a task without a test split
+        return {"split": split, "skipped": f"task {probe.task.name} has no {split} split"}
     entry, created = extract.ensure_probe_entry(probe, split, blocks)
     return {"split": split, "path": str(entry.path), "created": created, "blocks": list(entry.blocks),
             "backbone_batches": entry.manifest.get("backbone_batches", 0) if created else 0}
@@ -388,8 +395,9 @@ def _prepare_caches(sw: Sweep, driver: dict, space: Mapping, retries: int) -> No
     task = ray.remote(prepare_cache).options(num_cpus=sw.cpus_per_trial, num_gpus=sw.gpus_per_trial,
                                              max_retries=retries)
     refs = {task.remote(driver, [*driver["sweep_bindings"], *g], split): (g, split)
-            for g in groups for split in ("train", "val")}
-    print(f"sweep: preparing feature caches: {len(refs)} task(s) ({len(groups)} grid point(s) x 2 splits)",
+            for g in groups for split in CACHED_SPLITS}
+    print(f"sweep: preparing feature caches: {len(refs)} task(s) ({len(groups)} grid point(s) x "
+          f"{len(CACHED_SPLITS)} splits)",
           flush=True)
     created = batches = 0
     pending = list(refs)

@@ -117,8 +117,9 @@ def test_every_plot_draws_the_sweeps_values(resumed):
         want = mine.groupby(["block", "t"]).value.mean().to_dict()
         assert got.keys() == {(int(b), int(t)) for b, t in want} and \
             all(got[(int(b), int(t))] == pytest.approx(v) for (b, t), v in want.items())
-    # Fig. 1: the relative change of the best cells (one bar: the one size of the grid).
-    best = ok.loc[ok.groupby("model").value.idxmax()].set_index("model").value
+    # Fig. 1: the relative change of the best cells (one bar: the one size of the grid), each
+    # selected on val and reported on test.
+    best = ok.loc[ok.groupby("model").value.idxmax()].set_index("model").test_value
     bar = pd.read_csv(report / "fig1_relative_change.csv").query("kind == 'bar'").y
     assert list(bar) == pytest.approx([(best["V-WALT tiny"] - best["I-WALT tiny"]) / abs(best["I-WALT tiny"]) * 100])
 
@@ -127,8 +128,8 @@ def test_grid_costs_one_backbone_pass_per_timestep_and_split(resumed):
     exp = resumed[0]
     cache = Path(json.loads((exp / "sweep.json").read_text())["gin"]["files"][0]).parent / "cache"
     manifests = [json.loads(m.read_text()) for m in cache.glob("*/manifest.json")]
-    # 2 variants x 2 timesteps x 2 splits, each holding both valid grid blocks.
-    assert len(manifests) == 8
+    # 2 variants x 2 timesteps x 3 splits (train, val, test), each holding the valid grid block.
+    assert len(manifests) == 12
     assert all(m["key"]["blocks"] == [1] for m in manifests)
 
 
