@@ -59,7 +59,9 @@ def span_positions(spans: torch.Tensor, num_frames: int) -> torch.Tensor:
     Each frame thus sits nearest the feature frame that covers it. Equal spans give
     s_f = (f + 0.5) * t' / num_frames - 0.5, jax.image.resize's half-pixel centres.
     """
-    spans = torch.as_tensor(spans, dtype=torch.float64)
+    # On the host: spans are a few numbers, and they arrive on the features' device in training
+    # (searchsorted needs both operands on one device; the checks below read them anyway).
+    spans = torch.as_tensor(spans).detach().to("cpu", torch.float64)
     if spans.ndim != 2 or spans.shape[1] != 2 or len(spans) < 1:
         raise ValueError(f"spans must be (t', 2) [start, stop); received {tuple(spans.shape)}")
     starts, stops = spans[:, 0].contiguous(), spans[:, 1].contiguous()

@@ -448,7 +448,10 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
             if name in cells.get(m, {}):
                 b, t = cells[m][name]
                 # A run too short for distinct fraction steps (the tiny scale) lacks some tags.
-                tags = [tag for tag in BUDGET_TAGS if tag == "p100" or st.walt_path(m, tag).is_file()]
+                # Analysis away from the checkpoints (results copied off the GPU machine) keeps
+                # the tags that were probed there.
+                tags = [tag for tag in BUDGET_TAGS if tag == "p100" or st.walt_path(m, tag).is_file()
+                        or any((st.root / "probes").glob(f"{m}_{tag}_{name}_*/result.json"))]
                 rows += [(m, "final" if tag == "p100" else tag, name, b, t, s)
                          for tag in tags for s in st.s.get("budget_seeds", st.s["seeds"])]
     return make_jobs(rows)
@@ -477,6 +480,8 @@ def main(argv=None) -> int:
                     help="start no probe stage after this many seconds (analyze always runs)")
     ap.add_argument("--grid_blocks", type=int, nargs="*", default=None)
     ap.add_argument("--grid_t", type=int, nargs="*", default=None)
+    ap.add_argument("--parallel_pretrain", type=int, default=1,
+                    help="1: pretrain I-WALT and V-WALT as two processes at once (one device)")
     ap.add_argument("--probe_binding", action="append", default=[],
                     help="extra gin binding for every probe (e.g. 'STEPS = 500')")
     ap.add_argument("--pretrain_binding", action="append", default=[],
@@ -511,11 +516,24 @@ def main(argv=None) -> int:
                                      stderr=subprocess.STDOUT)
         st.log(f"data: rendering in the background (pid {data_proc.pid}, log data.log)")
     measure_peak(st)
-    for stage in ("tokenizer", "iwalt", "vwalt"):
-        if stage in stages and not st.done(stage):
-            t0 = time.time()
-            pretrain(st, stage)
-            st.mark(stage, time.time() - t0)
+    def pretrain_stage(stage):
+        t0 = time.time()
+        pretrain(st, stage)
+        st.mark(stage, time.time() - t0)
+
+    if "tokenizer" in stages and not st.done("tokenizer"):
+        pretrain_stage("tokenizer")
+    walts = [s for s in ("iwalt", "vwalt") if s in stages and not st.done(s)]
+    if args.parallel_pretrain and len(walts) == 2:
+        # Two processes on one GPU: their torch.compile runs (CPU, ~150 s each at 40m) overlap,
+        # and each model's data, order, steps, batch and seeds stay its own run's (run.json).
+        st.log("iwalt and vwalt: pretraining side by side on one device")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            for f in [pool.submit(pretrain_stage, s) for s in walts]:
+                f.result()
+    else:
+        for stage in walts:
+            pretrain_stage(stage)
     if data_proc is not None:
         rc = data_proc.wait()
         if rc:

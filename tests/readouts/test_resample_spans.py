@@ -68,3 +68,13 @@ def test_task_kinds_resample_on_the_batch_spans():
     mixed = torch.stack([spans, uniform_spans(17, 5).float()])
     with pytest.raises(ValueError, match="different feature_spans"):
         task.head_inputs(x, {**batch, "feature_spans": mixed})
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_spans_on_the_features_device_resample_like_host_spans():
+    """In training the batch (and its feature_spans) is moved to the GPU with the features."""
+    spans = torch.tensor([[0.0, 1.0], [1.0, 5.0], [5.0, 9.0]])
+    x = torch.randn(2, 3, 2, 2, 4)
+    host = resize_time(x, 9, spans)
+    dev = resize_time(x.cuda(), 9, spans.cuda())
+    assert torch.allclose(dev.cpu(), host, atol=1e-5)
