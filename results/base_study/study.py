@@ -70,12 +70,14 @@ BUDGET_TAGS = ("p005", "p010", "p020", "p026", "p050", "p100")
 MODELS = {"I-WALT": "image", "V-WALT": "video"}
 TRACKING = ("point_tracks", "box_tracks")
 
-# Settings of the two scales. 'full': one H200, about 18 minutes. 'tiny': the CPU test of every
+# Settings of the two scales. 'full': one H200, about 25 minutes of device time (summary.md). 'tiny': the CPU test of every
 # stage (32 x 32 x 9 clips, tiny sizes, a few steps): numbers mean nothing, paths all run.
 SCALES = {
     "full": dict(
-        pretrain=[], probe=[], grid_blocks=[4, 8, 12], grid_t=[0, 200],
-        seeds=[0, 1], budget_seeds=[0], workers=12, compile_tracking=True, render_device="cpu",
+        # Features stay on the host: 14 workers each holding their splits on the GPU (10-16 GB
+        # each) ran an H200 out of memory (results/base_study/logs/probes_first_attempt_oom.log).
+        pretrain=[], probe=["Probe.feature_residence = 'host'"], grid_blocks=[4, 8, 12], grid_t=[0, 200],
+        seeds=[0, 1], budget_seeds=[0], workers=10, compile_tracking=True, render_device="cpu",
         walt_export="walt_40m_{variant}"),
     "tiny": dict(
         pretrain=["NUM_CLIPS = 12", "NUM_VAL_CLIPS = 4", "IMAGE_SIZE = 32", "NUM_FRAMES = 9",
