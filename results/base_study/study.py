@@ -88,7 +88,7 @@ SCALES = {
         pretrain_tok=["Pretrain.tokenizer_size = 'tiny'"],
         pretrain_walt=["Pretrain.walt_size = 'tiny'",
                        "Pretrain.fractions = (0.05, 0.1, 0.2, 0.26, 0.5, 1.0)"],
-        probe=["IMAGE_SIZE = 32", "NUM_FRAMES = 9", "NUM_IMAGES = 24", "NUM_IMAGES_EVAL = 8",
+        probe=["BACKBONE_SIZE = 'tiny'", "TOKENIZER = 'tiny'", "IMAGE_SIZE = 32", "NUM_FRAMES = 9", "NUM_IMAGES = 24", "NUM_IMAGES_EVAL = 8",
                "NUM_CLIPS = 16", "NUM_CLIPS_EVAL = 8", "STEPS = 3", "Probe.batch_size = 8",
                "Probe.eval_batch_size = 8", "PaperOptimizer.warmup = 1", "Run.device = 'cpu'",
                "Backbone.dtype = 'float32'",
