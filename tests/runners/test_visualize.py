@@ -125,3 +125,60 @@ def test_prediction_overlays_for_every_kind(tmp_path, monkeypatch):
         assert cli.main(argv + (["--gif"] if kind == "points" else [])) == 0, kind
         assert out.stat().st_size > 5_000, kind
     assert (tmp_path / "points.gif").stat().st_size > 1_000
+
+
+def test_prediction_overlays_draw_the_predictions_they_are_given(tmp_path, monkeypatch):
+    """The overlay figure's artists carry the kept predictions (read back from the figure, not
+    its file size): depth images are the predicted frame, boxes the predicted corners in pixels,
+    point trails the predicted tracks, pose labels the closed-form errors, classes the top-5."""
+    import matplotlib.figure
+    import numpy as np
+    from matplotlib.patches import Rectangle
+
+    from runners import visualize_predictions as vp
+
+    figures = []
+    save = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, *a, **k: (figures.append(self), save(self, *a, **k))[1])
+    rng = np.random.default_rng(1)
+    n, t, h, w, q = 1, 5, 32, 48, 2
+    monkeypatch.setattr(vp, "_dataset", lambda run_dir, split: (
+        [{"video": rng.integers(0, 255, (t, h, w, 3), dtype=np.uint8)}], None))
+
+    def draw(kind, arrays):
+        run = _fake_run(tmp_path / kind, kind, {"index": np.arange(n), **arrays})
+        out = tmp_path / f"{kind}.png"
+        assert cli.main(["visualize", "--what", "predictions", run, "--examples", "1", "--out", str(out)]) == 0
+        ax = figures[-1].axes[2]  # row 0: frame, truth, the run's predictions
+        return ax
+
+    pred_depth = rng.random((n, t, h, w)) + 1
+    ax = draw("depth", {"pred_depth": pred_depth, "depth": rng.random((n, t, h, w)) + 1})
+    np.testing.assert_allclose(np.asarray(ax.get_images()[0].get_array()), pred_depth[0, t // 2])
+
+    boxes = np.tile([0.25, 0.5, 0.75, 1.0], (n, 1, t, 1))
+    ax = draw("boxes", {"pred_values": boxes, "boxes": boxes[..., [1, 0, 3, 2]] / 2,
+                        "box_valid": np.ones((n, 1, t), bool)})
+    (rect,) = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert rect.get_xy() == (12.0, 16.0) and (rect.get_width(), rect.get_height()) == (24.0, 16.0)
+
+    track = np.stack([np.linspace(0.1, 0.9, t), np.linspace(0.2, 0.4, t)], -1)    # (T, 2) [x, y]
+    ax = draw("points", {"pred_values": np.tile(track, (n, q, 1, 1)),
+                         "pred_logits": np.full((n, q, t, 2), 5.0),
+                         "target_points": np.zeros((n, q, t, 2)), "occluded": np.zeros((n, q, t), bool),
+                         "query_points": np.zeros((n, q, 3))})
+    drawn = np.array([np.stack(line.get_data(), -1) for line in ax.get_lines()])  # (q (T-1), 2, 2)
+    want = np.stack([track[:-1], track[1:]], 1) * [w, h]
+    np.testing.assert_allclose(drawn, np.concatenate([want] * q))
+
+    rot90 = np.array([[0.0, -1, 0, 1], [1, 0, 0, 0], [0, 0, 1, 0]])
+    ax = draw("pose", {"pred_pose": rot90[None], "pose": np.eye(3, 4)[None]})
+    assert ax.get_xlabel() == "rot 90.0°  trans 1.00 m"
+
+    logits = np.array([[0.0, 3.0, 1.0, 2.0, -1.0, -2.0]])
+    ax = draw("classes", {"pred_logits": logits, "label": np.array([3])})
+    text = ax.texts[0].get_text().splitlines()
+    p = np.exp(logits[0] - 3) / np.exp(logits[0] - 3).sum()
+    assert text == ["top-5", f"  1: {p[1]:.2f}", f"> 3: {p[3]:.2f}", f"  2: {p[2]:.2f}",
+                    f"  0: {p[0]:.2f}", f"  4: {p[4]:.2f}"]
