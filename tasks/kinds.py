@@ -86,7 +86,9 @@ def _resample(x: torch.Tensor, batch: Batch, num_frames: int) -> torch.Tensor:
     per batch: its clips share a length), uniformly when the batch has none."""
     spans = batch.get("feature_spans") if hasattr(batch, "get") else None
     if spans is not None:
-        spans = torch.as_tensor(spans)
+        # One small copy to the host (a batch on the GPU brings its spans along); the check and
+        # the resampling weights then read host numbers only.
+        spans = torch.as_tensor(spans).detach().cpu()
         if not bool((spans == spans[:1]).all()):
             raise ValueError("examples of one batch have different feature_spans; batch clips of "
                              "one length together")
