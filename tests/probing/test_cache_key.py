@@ -1,0 +1,187 @@
+"""The feature-cache key never serves a stale entry: change anything that changes the activations
+(the checkpoint's bytes, t, the noise seed or draws, the blocks, the split, the data, the storage
+dtype, the number of augmented views, the backbone's protocol) and the next probe extracts a
+new entry holding exactly the features the backbone computes on the fly; change nothing and the
+stored entry is reused."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from backbones.build import build_backbone
+from probing import extract
+from probing.probe import Probe
+from tasks import kinds
+from walt.checkpoint import save_module
+
+KW = dict(size="tiny", tokenizer="tiny", image_size=16, num_frames=5, reuse=False)
+BASE = dict(split="train", timestep=300, blocks=[1, 3], dtype="float32", noise_seed=0, views=None,
+            noise_draws=1)
+
+
+class Clips(torch.utils.data.Dataset):
+    """n fixed 5-frame 16 x 16 clips drawn from `seed`; `augments` adds a random brightness
+    offset per access (torch's RNG), as the real readers' crops and flips do."""
+
+    def __init__(self, n: int = 3, seed: int = 0, augments: bool = False):
+        self.n, self.seed, self.augments = n, seed, augments
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(1000 * self.seed + i)
+        video = torch.randint(0, 200, (5, 16, 16, 3), dtype=torch.uint8, generator=g)
+        if self.augments:
+            video = video + torch.randint(0, 50, (), dtype=torch.uint8)
+        return {"video": video, "index": torch.tensor(i), "label": torch.tensor(i % 2)}
+
+
+def _task(train=None, val=None):
+    return kinds.classification("clips", {"train": train or Clips(seed=0), "val": val or Clips(seed=1)},
+                                2, image_task=False, num_frames=5,
+                                head_kwargs={"width": 16, "num_heads": 2, "num_queries": 1})
+
+
+def _checkpointed(folder, seed):
+    """A backbone loaded from checkpoint files in `folder`, the WALT's weights drawn from `seed`
+    (rewriting the same path, as a user retraining into one folder does)."""
+    source = build_backbone(**KW, seed=seed)
+    tok = save_module(source.tokenizer, folder / "tok.safetensors")
+    walt = save_module(source.walt, folder / "walt.safetensors")
+    return build_backbone(**KW, tokenizer_checkpoint=str(tok), walt_checkpoint=str(walt))
+
+
+def _served(entry, block):
+    """(features (n, ...) in example order, items) of one block of an entry, all shards."""
+    parts = [entry.load_shard(s, block) for s in range(len(entry.shard_sizes))]
+    feats = torch.cat([f for f, _ in parts])
+    items = {k: torch.cat([it[k] for _, it in parts]) for k in parts[0][1]}
+    return feats, items
+
+
+def _on_the_fly(backbone, dataset, timestep, block, noise_seed=0, noise_draws=1):
+    """What a probe without the cache computes: seed = index + NOISE_STRIDE * noise_seed, the
+    mean over draws seeded + k * DRAW_STRIDE (the documented contract of probing/extract.py)."""
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(len(dataset))])
+    seeds = batch["index"].long() + extract.NOISE_STRIDE * noise_seed
+    draws = [backbone.features(batch["video"], timestep, [block],
+                               seeds=seeds + extract.DRAW_STRIDE * k)[block]
+             for k in range(noise_draws)]
+    return torch.stack(draws).mean(0)
+
+
+def _ensure(backbone, task, root, args):
+    return extract.ensure_entry(backbone, task, args["split"], args["timestep"], args["blocks"],
+                                root, dtype=args["dtype"], noise_seed=args["noise_seed"],
+                                batch_size=2, views=args["views"], noise_draws=args["noise_draws"])
+
+
+# name -> (what changes in BASE, a new backbone?, a new task?)
+CHANGES = {
+    "timestep": dict(timestep=700),
+    "noise_seed": dict(noise_seed=1),
+    "noise_draws": dict(noise_draws=2),
+    "blocks": dict(blocks=[2]),
+    "split": dict(split="val"),
+    "dtype": dict(dtype="float16"),
+}
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return build_backbone(**KW)
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_changed_extraction_setting_extracts_a_new_entry(backbone, tmp_path, change):
+    task = _task()
+    old, created = _ensure(backbone, task, tmp_path, BASE)
+    assert created
+    args = {**BASE, **CHANGES[change]}
+    new, created = _ensure(backbone, task, tmp_path, args)
+    assert created and new.path != old.path, f"a probe with another {change} was served the old entry"
+    block = args["blocks"][0]
+    feats, items = _served(new, block)
+    want = _on_the_fly(backbone, task.split(args["split"]), args["timestep"], block,
+                       args["noise_seed"], args["noise_draws"])
+    assert feats.dtype == extract.fc.DTYPES[args["dtype"]]
+    assert items["index"].tolist() == list(range(len(want)))
+    tol = 1e-2 if args["dtype"] == "float16" else 1e-5
+    torch.testing.assert_close(feats.float(), want, rtol=tol, atol=tol)
+    if change != "dtype":  # the old entry's features were wrong for the new setting
+        stale = _served(old, BASE["blocks"][0])[0]
+        assert stale.shape != want.shape or not torch.allclose(stale, want, atol=1e-3)
+
+
+def test_a_rewritten_checkpoint_is_not_served_its_predecessors_features(tmp_path):
+    before = _checkpointed(tmp_path, seed=0)
+    task = _task()
+    old, _ = _ensure(before, task, tmp_path / "cache", BASE)
+    after = _checkpointed(tmp_path, seed=1)                       # same paths, new weights
+    new, created = _ensure(after, task, tmp_path / "cache", BASE)
+    assert created and new.path != old.path
+    want = _on_the_fly(after, task.split("train"), BASE["timestep"], 1)
+    torch.testing.assert_close(_served(new, 1)[0], want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(_served(old, 1)[0], want, atol=1e-3)
+
+
+@pytest.mark.parametrize("what", ["data", "video_route", "variant"])
+def test_new_data_or_another_backbone_protocol_extracts_a_new_entry(backbone, tmp_path, what):
+    task = _task()
+    old, _ = _ensure(backbone, task, tmp_path, BASE)
+    other_bb, other_task = backbone, task
+    if what == "data":                                             # regenerated, same length
+        other_task = _task(train=Clips(seed=5))
+    elif what == "video_route":
+        other_bb = build_backbone(**KW, video_route="frames")
+    else:
+        other_bb = build_backbone(**KW, variant="image", video_route="clip", repeat_images=True)
+    new, created = _ensure(other_bb, other_task, tmp_path, BASE)
+    assert created and new.path != old.path
+    want = _on_the_fly(other_bb, other_task.split("train"), BASE["timestep"], 1)
+    torch.testing.assert_close(_served(new, 1)[0], want, rtol=1e-5, atol=1e-5)
+
+
+def test_augmented_views_are_part_of_the_key(backbone, tmp_path):
+    task = _task(train=Clips(augments=True))
+    args = {**BASE, "views": 1}
+    one, created = _ensure(backbone, task, tmp_path, args)
+    two, created_two = _ensure(backbone, task, tmp_path, {**args, "views": 2})
+    assert created and created_two and one.path != two.path
+    assert (one.num_examples, two.num_examples) == (3, 6)
+    assert _served(two, 1)[1]["view"].tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_the_same_settings_reuse_the_entry_and_a_block_subset_is_served_from_it(backbone, tmp_path):
+    task = _task()
+    entry, created = _ensure(backbone, task, tmp_path, {**BASE, "blocks": [3, 1, 2]})
+    assert created and entry.blocks == (1, 2, 3)
+    for blocks in ([1, 2, 3], [2], [3, 1]):
+        again, created = _ensure(backbone, task, tmp_path, {**BASE, "blocks": blocks})
+        assert not created and again.path == entry.path
+    # The key of a rebuilt, identical backbone is the same (nothing random in it).
+    again, created = _ensure(build_backbone(**KW), _task(), tmp_path, BASE)
+    assert not created and again.path == entry.path
+    # A block beyond the stored set is a new entry; what is stored is never truncated.
+    bigger, created = _ensure(backbone, task, tmp_path, {**BASE, "blocks": [4]})
+    assert created and bigger.path != entry.path
+
+
+@pytest.mark.parametrize("field, value", [("timestep", 700), ("cache_dtype", "bfloat16"),
+                                          ("noise_seed", 2), ("noise_draws", 2)])
+def test_each_probe_entry_field_reaches_the_key(backbone, tmp_path, field, value):
+    """Probe -> ensure_probe_entry passes every entry field on (none silently defaulted)."""
+    probe = Probe(backbone=backbone, task=_task(), block=1, timestep=300, cache_dir=str(tmp_path),
+                  cache_dtype="float32", eval_batch_size=2)
+    base, created = extract.ensure_probe_entry(probe, "train", [1])
+    assert created
+    changed = dataclasses.replace(probe, **{field: value})
+    entry, created = extract.ensure_probe_entry(changed, "train", [1])
+    assert created and entry.path != base.path
+    stored = entry.manifest["key"]
+    got = {"timestep": stored["timestep"], "cache_dtype": stored["preprocessing"]["dtype"],
+           "noise_seed": stored["preprocessing"]["noise_seed"],
+           "noise_draws": stored["preprocessing"].get("noise_draws", 1)}
+    assert got[field] == value
