@@ -144,6 +144,14 @@ def test_every_setting_that_changes_features_changes_the_fingerprint(change):
     assert len(_plain().fingerprint) == 16
 
 
+def test_the_fingerprint_of_a_fixed_configuration_does_not_drift():
+    """Every user's feature cache is keyed by this value: a change (a renamed field, another
+    serialisation, another length) silently orphans all cached activations. If the change is
+    deliberate (the features change too), update the value and say so in the release notes."""
+    assert _plain().fingerprint == "5cdfab9ab50c1b3d"
+    assert build_backbone(**KW).fingerprint == "45f566e72adfe252"
+
+
 def test_without_a_weights_id_the_fingerprint_hashes_both_modules_tensors():
     built = build_backbone(**KW)
     fresh = lambda: WALTBackbone(built.tokenizer, built.walt, num_frames=5).fingerprint  # noqa: E731
