@@ -185,3 +185,34 @@ def test_each_probe_entry_field_reaches_the_key(backbone, tmp_path, field, value
            "noise_seed": stored["preprocessing"]["noise_seed"],
            "noise_draws": stored["preprocessing"].get("noise_draws", 1)}
     assert got[field] == value
+
+
+class Pinned(Clips):
+    fingerprint = "clips-v1"       # a dataset that names its own version (no bytes hashed)
+
+
+def test_the_key_of_a_fixed_configuration_does_not_drift(backbone):
+    """Entries on disk are found by this digest: a change in how the key is built (a renamed
+    field, a dropped setting, another stride) silently re-extracts every user's cache, or worse,
+    pairs old entries with new settings. If deliberate, bump cache.FORMAT_VERSION and update."""
+    task = _task(train=Pinned(), val=Pinned(augments=True))
+    fake = type("Fake", (), {"fingerprint": "fp-0"})()
+    plain = extract.cache_key(fake, task, "train", 300, [3, 1])
+    assert plain.blocks == (1, 3) and plain.folder_name.startswith(plain.base_digest)
+    assert plain.base_digest == "949c831176fd13a6"
+    views = extract.cache_key(fake, task, "val", 300, [1], views=2, noise_draws=3, noise_seed=4,
+                              dtype="bfloat16")
+    assert views.base_digest == "76d40cd21c80bd92"
+
+
+def test_views_and_indices_are_checked_with_named_errors(backbone):
+    task = _task(train=Clips(augments=True))
+    for bad in (None, 0):
+        with pytest.raises(extract.ConfigError, match="Probe.cache_views = K"):
+            extract.cache_key(backbone, task, "train", 300, [1], views=bad)
+    assert extract.cache_key(backbone, task, "train", 300, [1], views="2").preprocessing["views"] == 2
+    assert not extract.augments(object()) and extract.augments(Clips(augments=1))
+    with pytest.raises(extract.ConfigError, match="no 'index' key"):
+        extract.noise_seeds({"video": torch.zeros(1)}, 0)
+    seeds = extract.noise_seeds({"index": [3, 4]}, 2)
+    assert seeds.dtype == torch.long and seeds.tolist() == [3 + 2 * 1_000_003, 4 + 2 * 1_000_003]
