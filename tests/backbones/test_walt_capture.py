@@ -84,14 +84,16 @@ def test_features_change_with_t_and_t0_is_nearly_clean(v_walt):
     assert (near - other_noise).abs().max() < 0.05 * (near - far).abs().max()
 
 
-def test_i_walt_sees_each_frame_as_an_image_of_its_own():
-    """I-WALT (route 'frames'): feature frame f is the one-frame pass on latent frame f."""
-    bb = build_backbone(**KW, variant="image")
+@pytest.mark.parametrize("route, frames", [("frames", 5), ("clip", 2)])
+def test_i_walt_sees_each_latent_frame_as_an_image_of_its_own(route, frames):
+    """I-WALT: feature frame f is the one-frame pass (frame-0 temporal embedding, as in its
+    pretraining) on latent frame f, on either route (paper Sec. 3.3)."""
+    bb = build_backbone(**KW, variant="image", video_route=route)
     video, seeds, t = _video(T=5), torch.tensor([3, 4]), torch.tensor([200, 600])
-    feats = bb.features(video, t, [2], seeds=seeds)[2]                 # (b, 5, h, w, D)
+    feats = bb.features(video, t, [2], seeds=seeds)[2]                 # (b, t', h, w, D)
     z_t = _noised(bb, video, t, seeds)
-    assert feats.shape[1] == z_t.shape[2] == 5
-    for f in range(5):
+    assert feats.shape[1] == z_t.shape[2] == frames
+    for f in range(frames):
         one = bb.walt.forward_features(z_t[:, :, f:f + 1], t, [2],
                                        independent_frames=torch.ones(2, dtype=torch.bool))[2]
         torch.testing.assert_close(feats[:, f:f + 1], one, rtol=1e-5, atol=1e-5)
