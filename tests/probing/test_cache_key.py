@@ -216,3 +216,16 @@ def test_views_and_indices_are_checked_with_named_errors(backbone):
         extract.noise_seeds({"video": torch.zeros(1)}, 0)
     seeds = extract.noise_seeds({"index": [3, 4]}, 2)
     assert seeds.dtype == torch.long and seeds.tolist() == [3 + 2 * 1_000_003, 4 + 2 * 1_000_003]
+
+
+def test_the_defaults_are_float16_storage_noise_seed_0_and_one_draw(backbone, tmp_path):
+    """ensure_entry and cache_key without settings: what Probe's defaults mean."""
+    task = _task()
+    entry, created = extract.ensure_entry(backbone, task, "train", 300, [2], tmp_path)
+    assert created and entry.manifest["key"] == extract.cache_key(backbone, task, "train", 300, [2]).to_json()
+    assert entry.manifest["key"]["preprocessing"] == {
+        "dtype": "float16", "noise": "fixed-per-index", "noise_seed": 0, "noise_stride": 1_000_003}
+    feats, _ = _served(entry, 2)
+    assert feats.dtype == torch.float16
+    torch.testing.assert_close(feats.float(), _on_the_fly(backbone, task.split("train"), 300, 2),
+                               rtol=1e-2, atol=1e-2)
