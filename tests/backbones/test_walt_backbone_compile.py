@@ -49,11 +49,14 @@ def _counting_compile(monkeypatch) -> list:
     return compiles
 
 
-def test_compiled_path_pads_partial_batches(monkeypatch):
-    """Dynamo with the eager backend: the plumbing and the padding give eager's features."""
+@pytest.mark.parametrize("variant", ["video", "image"])
+def test_compiled_path_pads_partial_batches(monkeypatch, variant):
+    """Dynamo with the eager backend: the plumbing and the padding give eager's features (I-WALT
+    on the clip route: the compiled call must pass `independent_frames` on)."""
     compiles = _counting_compile(monkeypatch)
-    compiled = build_backbone(**KW, compile="walt")
-    _compare(compiled, build_backbone(**KW), tol=1e-5)
+    kw = {**KW, "variant": variant, "video_route": "clip"}
+    compiled = build_backbone(**kw, compile="walt")
+    _compare(compiled, build_backbone(**kw), tol=1e-5)
     assert compiled._padded_batch == {"walt": 3} and compiles
 
 

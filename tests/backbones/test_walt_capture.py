@@ -194,3 +194,12 @@ def test_constructor_names_bad_settings_and_compile_parts():
     for mode, parts in want.items():
         assert _plain(compile=mode).compiled_parts == parts
     assert _plain(compile="walt", compile_mode="max-autotune").compile_mode == "max-autotune"
+
+
+def test_a_plain_walt_backbone_runs_the_papers_17_frame_protocol_eagerly():
+    """Constructed without settings: 17-frame clips (a tiled image covers 5 latent frames),
+    the linear schedule, no compilation."""
+    built = build_backbone(**KW)
+    plain = WALTBackbone(built.tokenizer, built.walt)
+    assert plain.feature_spans(1).tolist() == [[0, 1], [1, 5], [5, 9], [9, 13], [13, 17]]
+    assert plain.compiled_parts == frozenset() and plain.schedule.config == NoiseSchedule().config
