@@ -4,6 +4,7 @@ dtype, the number of augmented views, the backbone's protocol) and the next prob
 new entry holding exactly the features the backbone computes on the fly; change nothing and the
 stored entry is reused."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -208,7 +209,7 @@ def test_the_key_of_a_fixed_configuration_does_not_drift(backbone):
 def test_views_and_indices_are_checked_with_named_errors(backbone):
     task = _task(train=Clips(augments=True))
     for bad in (None, 0):
-        with pytest.raises(extract.ConfigError, match="Probe.cache_views = K"):
+        with pytest.raises(extract.ConfigError, match=r"split 'train' augments its items \(Clips"):
             extract.cache_key(backbone, task, "train", 300, [1], views=bad)
     assert extract.cache_key(backbone, task, "train", 300, [1], views="2").preprocessing["views"] == 2
     assert not extract.augments(object()) and extract.augments(Clips(augments=1))
@@ -229,3 +230,36 @@ def test_the_defaults_are_float16_storage_noise_seed_0_and_one_draw(backbone, tm
     assert feats.dtype == torch.float16
     torch.testing.assert_close(feats.float(), _on_the_fly(backbone, task.split("train"), 300, 2),
                                rtol=1e-2, atol=1e-2)
+
+
+def test_a_committed_entry_is_read_without_the_lock(backbone, tmp_path, monkeypatch):
+    """A sweep's trials read one entry at once: reading must not serialise on the extract lock."""
+    task = _task()
+    entry, _ = _ensure(backbone, task, tmp_path, BASE)
+
+    def no_lock(root, key):
+        raise AssertionError("a reader of a committed entry took the extract lock")
+    monkeypatch.setattr(extract.fc, "entry_lock", no_lock)
+    again, created = _ensure(backbone, task, tmp_path, BASE)
+    assert not created and again.path == entry.path
+
+
+def test_an_entry_committed_while_waiting_for_the_lock_is_reused(backbone, tmp_path, monkeypatch):
+    """Two extractors of one entry: the one that waited for the lock reads the other's entry
+    instead of extracting it again (in-process version of test_cache.py's two processes)."""
+    task, passes = _task(), []
+    real_extract, real_lock = extract.extract, extract.fc.entry_lock
+
+    def counted(*args, **kwargs):
+        passes.append(1)
+        return real_extract(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def lock_won_by_another(root, key):
+        real_extract(backbone, task, key, root, batch_size=2)    # the other process's work
+        with real_lock(root, key):
+            yield
+    monkeypatch.setattr(extract, "extract", counted)
+    monkeypatch.setattr(extract.fc, "entry_lock", lock_won_by_another)
+    entry, created = _ensure(backbone, task, tmp_path, BASE)
+    assert not created and passes == [] and entry.num_examples == 3
