@@ -40,11 +40,15 @@ test: $(STAMP)
 # MUTATION_MODULES=backbones.walt. A module with a MUTATION_SELECT_<module> list runs only
 # those functions' mutants (mutmut's names: x_<function>, xǁ<Class>ǁ<method>).
 MUTATION_MODULES ?= readouts.metrics readouts.tapvid readouts.pose readouts.accumulators \
-                    walt.noise walt.windows backbones.walt probing.extract
+                    walt.noise walt.windows backbones.walt probing.extract probing.cache
 # The feature-cache key of probing/extract.py: what decides that an entry is reused or extracted
 # again (the extraction loop itself is covered by the probe and cache tests, not mutated here).
 MUTATION_SELECT_probing.extract := x_cache_key* x_cache_views* x_augments* x_ensure_entry* \
                                    x_ensure_probe_entry* x_noise_seeds* x_draw_seeds*
+# ... and of probing/cache.py: the key's fields and digests, the dataset's identity, and the
+# reader that finds an entry (superset of blocks) or refuses one written under another key.
+MUTATION_SELECT_probing.cache := xǁCacheKeyǁ* x__digest* x_dataset_identity* x__hash_items* \
+                                 xǁCacheEntryǁopen* xǁCacheEntryǁfind*
 mutation_patterns = $(if $(MUTATION_SELECT_$(1)),$(foreach f,$(MUTATION_SELECT_$(1)),"$(1).$(f)"),"$(1).*")
 define mutation_run
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 1 \
