@@ -321,3 +321,16 @@ def test_the_dataset_identity_sees_the_first_and_last_items_and_string_fields():
     renamed = names[:9] + ["other.mp4"]
     assert extract.fc.dataset_identity("t", "train", Named(renamed, videos)) != base
     assert extract.fc.dataset_identity("t", "train", Named(names, videos)) == base
+
+
+@pytest.mark.parametrize("manifest, detail", [
+    ("{not json", r"does not parse as a cache manifest \(JSONDecodeError"),
+    ('{"key": [1, 2], "shards": []}', "its 'key' is not an object"),
+    ('{"shards": []}', r"does not parse as a cache manifest \(KeyError")])
+def test_opening_a_broken_manifest_names_it_and_the_recovery(tmp_path, manifest, detail):
+    entry, key = _stored(tmp_path, (1,))
+    (entry.path / extract.fc.MANIFEST).write_text(manifest)
+    with pytest.raises(extract.fc.IntegrityError, match=detail) as err:
+        extract.fc.CacheEntry.open(tmp_path, key)
+    assert err.value.path == str(entry.path / extract.fc.MANIFEST)
+    assert f"delete {entry.path} and run again" in str(err.value)
