@@ -282,6 +282,9 @@ def test_the_entry_holding_a_block_is_found_whatever_else_shares_its_base(tmp_pa
     entries = {pair: _stored(tmp_path, pair)[0] for pair in ((1, 2), (3, 4), (5, 6), (7, 8))}
     _, key = _stored(tmp_path / "elsewhere", (9,))
     (tmp_path / f"{key.base_digest}-b00000000").mkdir()             # sorts before every entry
+    garbled = tmp_path / f"{key.base_digest}-b00000001"               # another writer's, corrupt
+    garbled.mkdir()
+    (garbled / extract.fc.MANIFEST).write_text("{not json")
     for pair, entry in entries.items():
         for b in pair:                      # no entry of exactly [b]: found by the base's glob
             found = extract.fc.CacheEntry.find(tmp_path, key.with_blocks([b]))
@@ -334,3 +337,37 @@ def test_opening_a_broken_manifest_names_it_and_the_recovery(tmp_path, manifest,
         extract.fc.CacheEntry.open(tmp_path, key)
     assert err.value.path == str(entry.path / extract.fc.MANIFEST)
     assert f"delete {entry.path} and run again" in str(err.value)
+    # find() on the folder this key would write says the same, instead of extracting over it
+    with pytest.raises(extract.fc.IntegrityError, match="does not parse as a cache manifest") as err:
+        extract.fc.CacheEntry.find(tmp_path, key)
+    assert err.value.path == str(entry.path / extract.fc.MANIFEST)
+    assert f"delete {entry.path} and run again" in str(err.value)
+
+
+def test_a_missing_shard_is_named_and_entries_without_digests_open_with_a_warning(tmp_path):
+    import json
+    import warnings
+    entry, key = _stored(tmp_path, (1,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                              # a verified entry: silent
+        extract.fc.CacheEntry.open(tmp_path, key)
+    manifest = json.loads((entry.path / extract.fc.MANIFEST).read_text())
+    for shard in manifest["shards"]:
+        del shard[extract.fc.DIGEST]                                 # written before digests
+    (entry.path / extract.fc.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=f"cache entry {entry.path} predates shard digests"):
+        extract.fc.CacheEntry.open(tmp_path, key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                              # verify=False: not asked
+        extract.fc.CacheEntry.open(tmp_path, key, verify=False)
+    (entry.path / manifest["shards"][0]["file"]).unlink()
+    with pytest.raises(extract.fc.IntegrityError, match="it is missing or has 0 bytes"):
+        extract.fc.CacheEntry.open(tmp_path, key)
+
+
+def test_a_timestep_from_a_sweep_keys_like_the_int():
+    """Ray Tune and numpy hand out 300.0 or np.int64(300): the same entry as 300."""
+    import numpy as np
+    base = dict(backbone="fp", dataset="d", split="train", preprocessing={}, blocks=(1,))
+    names = {extract.fc.CacheKey(timestep=t, **base).folder_name for t in (300, 300.0, np.int64(300))}
+    assert len(names) == 1
