@@ -371,3 +371,14 @@ def test_a_timestep_from_a_sweep_keys_like_the_int():
     base = dict(backbone="fp", dataset="d", split="train", preprocessing={}, blocks=(1,))
     names = {extract.fc.CacheKey(timestep=t, **base).folder_name for t in (300, 300.0, np.int64(300))}
     assert len(names) == 1
+
+
+def test_an_entry_written_under_another_key_names_both_values(tmp_path):
+    import json
+    entry, key = _stored(tmp_path, (1,))
+    manifest = json.loads((entry.path / extract.fc.MANIFEST).read_text())
+    manifest["key"]["timestep"] = 999
+    (entry.path / extract.fc.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(extract.fc.CacheKeyMismatch,
+                       match=r"fields \['timestep'\] differ: stored \[999\], wanted \[100\]"):
+        extract.fc.CacheEntry.open(tmp_path, key)
