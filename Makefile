@@ -33,8 +33,8 @@ TEST_FLAGS ?= -n 2 --dist loadfile
 test: $(STAMP)
 	$(PY) -m pytest -q $(TEST_FLAGS) tests
 
-# Mutation testing of the scientific core (not part of `make test`; about 45 min wall for the
-# eight targets on the loaded 2-core VM). One module at a time, one worker, one thread: each
+# Mutation testing of the scientific core (not part of `make test`; about 35 min wall for the
+# nine targets on the loaded 2-core VM). One module at a time, one worker, one thread: each
 # mutant runs only the tests that reach it (config: [tool.mutmut] in pyproject.toml). Table and
 # survivors: benchmarks/results/mutation.md. One module alone: make mutation
 # MUTATION_MODULES=backbones.walt. A module with a MUTATION_SELECT_<module> list runs only
