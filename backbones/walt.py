@@ -39,8 +39,32 @@ from walt.training import uint8_to_unit
 from walt.transformer import WALT
 
 
+def protocol(variant: str, repeat_images: bool | None = None,
+             video_route: str | None = None) -> tuple[bool, str]:
+    """(repeat_images, video_route) a WALT of `variant` ('image' | 'video') runs with: the given
+    settings, and for each one left None the variant's pretraining protocol (module docstring):
+    I-WALT (False, 'frames'), V-WALT (True, 'clip')."""
+    if repeat_images is None:
+        repeat_images = variant == "video"
+    if video_route is None:
+        video_route = "frames" if variant == "image" else "clip"
+    return bool(repeat_images), video_route
+
+
+def size_name(config: dict) -> str:
+    """The named size (walt/sizes.py) whose width, depth and heads `config` (WALT.config) has, or
+    'd<width>-L<depth>' for a shape no named size has."""
+    for name, row in WALT_SIZES.items():
+        if all(config.get(k) == row[k] for k in ("width", "depth", "num_heads")):
+            return name
+    return f"d{config.get('width')}-L{config.get('depth')}"
+
+
 class WALTBackbone(torch.nn.Module):
     """WALT as a `Backbone`.
+
+    (Properties and `torch.no_grad` bodies delegate to plain functions and `with` blocks because
+    mutmut skips decorated functions: benchmarks/results/mutation.md.)
 
     tokenizer, walt: the modules (frozen here: eval mode, no grad).
     schedule: the forward process (default linear, zero terminal SNR).
@@ -140,25 +164,17 @@ class WALTBackbone(torch.nn.Module):
         """The named size (walt/sizes.py) whose width, depth and heads this transformer has,
         read from the model's config (so a loaded checkpoint reports its own size), or
         'd<width>-L<depth>' for a shape no named size has."""
-        cfg = self.walt.config
-        for name, row in WALT_SIZES.items():
-            if all(cfg.get(k) == row[k] for k in ("width", "depth", "num_heads")):
-                return name
-        return f"d{cfg.get('width')}-L{cfg.get('depth')}"
+        return size_name(self.walt.config)
 
     @property
     def repeat_images(self) -> bool:
         """Whether a single image is tiled over `num_frames` (set, or the variant's protocol)."""
-        if self._repeat_images is None:
-            return self.walt.variant == "video"
-        return bool(self._repeat_images)
+        return protocol(self.walt.variant, self._repeat_images, self._video_route)[0]
 
     @property
     def video_route(self) -> str:
         """'clip' or 'frames' (set, or the route of the variant's pretraining data)."""
-        if self._video_route is None:
-            return "frames" if self.walt.variant == "image" else "clip"
-        return self._video_route
+        return protocol(self.walt.variant, self._repeat_images, self._video_route)[1]
 
     def feature_spans(self, num_frames: int) -> Tensor:
         """(t', 2) float64 [start, stop): the frames of the encoded clip each feature frame covers.
@@ -198,6 +214,9 @@ class WALTBackbone(torch.nn.Module):
         """sha256 (16 hex) of weights id + tokenizer/WALT configs (variant included) + schedule +
         preprocessing. Tensor hashing happens once and is cached. Independent of `compile`
         (same weights, same features up to numerics), so compiled and eager runs share a cache."""
+        return self._fingerprint()
+
+    def _fingerprint(self) -> str:
         if self._weights_id is None:
             self._weights_id = self._hash_tensors()
         blob = json.dumps({"weights": self._weights_id, "tokenizer": self.tokenizer.config,
@@ -211,10 +230,13 @@ class WALTBackbone(torch.nn.Module):
         """See module-level `resolve_blocks`."""
         return resolve_blocks(spec, self.num_blocks)
 
-    @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
         """uint8 (b, T, H, W, 3) -> normalised clean latents z0 (b, z, t', h, w) float32;
         t' = 1 + (T - 1) / 4 on route 'clip', T on route 'frames' (see the module docstring)."""
+        with torch.no_grad():
+            return self._encode(video)
+
+    def _encode(self, video: Tensor) -> Tensor:
         device = self.walt.pos_temporal.device
         x = uint8_to_unit(video.to(device))                             # (b, 3, T, H, W)
         if x.shape[2] == 1 and self.repeat_images:
@@ -223,7 +245,6 @@ class WALTBackbone(torch.nn.Module):
         encode = self.tokenizer.encode_frames if self.video_route == "frames" else self.tokenizer.encode
         return self._run_compiled("tokenizer", encode, x.to(tok_dtype)).float()
 
-    @torch.no_grad()
     def features(self, video: Tensor, t, blocks: Iterable[int] | int | float,
                  seeds: Tensor | None = None) -> dict[int, Tensor]:
         """video: uint8 (b, T, H, W, 3); t: int or (b,) long in [0, 1000); blocks: see
@@ -231,8 +252,12 @@ class WALTBackbone(torch.nn.Module):
         Returns {block: (b, t', h', w', D) float32}, all blocks from one transformer pass; t' as
         in `encode`, feature frame k covering the clip frames `feature_spans(T)[k]`.
         """
+        with torch.no_grad():
+            return self._features(video, t, blocks, seeds)
+
+    def _features(self, video: Tensor, t, blocks, seeds: Tensor | None) -> dict[int, Tensor]:
         blocks = self.resolve_blocks(blocks)
-        z0 = self.encode(video)                                        # (b, z, t, h, w)
+        z0 = self._encode(video)                                        # (b, z, t, h, w)
         b = z0.shape[0]
         t = torch.as_tensor(t, dtype=torch.long, device=z0.device)
         t = t.expand(b) if t.ndim == 0 else t

@@ -6,6 +6,9 @@
 Reads mutmut's per-file result files (mutants/<path>.meta, JSON: mutant name -> exit code) with
 mutmut's own status names, so the numbers are the ones `mutmut results` lists. The score is
 killed / mutants: a mutant that no selected test reaches counts against it, like a survivor.
+Mutants a run did not select (`mutmut run "probing.extract.x_cache_key*"` runs one function's;
+mutmut calls the rest 'not checked') are left out of the row and counted in a note below it,
+and a module none of whose mutants ran has no row.
 """
 
 from __future__ import annotations
@@ -37,23 +40,31 @@ def survivors(root: Path) -> dict[str, list[str]]:
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         module = str(meta.relative_to(root / "mutants"))[: -len(".meta")]
         out[module] = sorted(name for name, code in codes.items()
-                             if status_by_exit_code[code] not in ("killed", "caught by type check"))
+                             if status_by_exit_code[code] not in ("killed", "caught by type check",
+                                                                  "not checked"))
     return out
 
 
 def table(counts: dict[str, Counter]) -> str:
     rows = ["| module | mutants | killed | survived | no test reaches | timeout | killed % |",
             "|---|---:|---:|---:|---:|---:|---:|"]
-    total = Counter()
+    total, skipped = Counter(), {}
     for module, c in counts.items():
+        c = Counter({status: k for status, k in c.items() if status != "not checked"})
         n = sum(c.values())
+        if counts[module]["not checked"]:
+            skipped[module] = counts[module]["not checked"]
+        if not n:
+            continue
         total.update(c)
         rows.append(f"| `{module}` | {n} | {c['killed']} | {c['survived']} | {c['no tests']} | "
                     f"{c['timeout']} | {100 * c['killed'] / n:.1f} |")
     n = sum(total.values())
     rows.append(f"| **all** | {n} | {total['killed']} | {total['survived']} | "
                 f"{total['no tests']} | {total['timeout']} | {100 * total['killed'] / n:.1f} |")
-    return "\n".join(rows)
+    notes = [f"\n`{module}`: {k} mutants outside this run's selection (not checked)"
+             for module, k in skipped.items() if sum(counts[module].values()) > k]
+    return "\n".join(rows + notes)
 
 
 def main(argv=None) -> int:

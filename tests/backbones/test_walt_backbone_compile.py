@@ -36,8 +36,8 @@ def test_compile_is_not_part_of_the_fingerprint():
         build_backbone(**KW, compile="yes")
 
 
-def test_compiled_path_pads_partial_batches_and_compiles_once(monkeypatch):
-    """Dynamo with the eager backend (seconds on CPU): the plumbing, padding and no recompile."""
+def _counting_compile(monkeypatch) -> list:
+    """torch.compile with a backend that records each graph and runs it eagerly (seconds on CPU)."""
     compiles = []
 
     def counting_backend(gm, example_inputs):
@@ -46,9 +46,25 @@ def test_compiled_path_pads_partial_batches_and_compiles_once(monkeypatch):
 
     torch._dynamo.reset()
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counting_backend))
-    compiled = build_backbone(**KW, compile="walt")
-    _compare(compiled, build_backbone(**KW), tol=1e-5)
-    assert compiled._padded_batch == {"walt": 3}
+    return compiles
+
+
+@pytest.mark.parametrize("variant", ["video", "image"])
+def test_compiled_path_pads_partial_batches(monkeypatch, variant):
+    """Dynamo with the eager backend: the plumbing and the padding give eager's features (I-WALT
+    on the clip route: the compiled call must pass `independent_frames` on)."""
+    compiles = _counting_compile(monkeypatch)
+    kw = {**KW, "variant": variant, "video_route": "clip"}
+    compiled = build_backbone(**kw, compile="walt")
+    _compare(compiled, build_backbone(**kw), tol=1e-5)
+    assert compiled._padded_batch == {"walt": 3} and compiles
+
+
+def test_compiled_path_compiles_once(monkeypatch):
+    """The partial batch reuses the graph. (Deselected in the mutation run: mutmut's trampolines
+    are graph breaks, so there every mutated function adds graphs.)"""
+    compiles = _counting_compile(monkeypatch)
+    _compare(build_backbone(**KW, compile="walt"), build_backbone(**KW), tol=1e-5)
     assert len(compiles) == 1, f"expected one graph, got {len(compiles)} (a recompile)"
 
 
