@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import time
 from pathlib import Path
 
@@ -105,15 +107,44 @@ class _Run:
 
 def run_stage(cfg, run, save_config=None, *, resume: bool = False, stop_after: int | None = None) -> dict:
     """Runs cfg.stage in this process (one rank of a torchrun job, or alone); returns run.json's dict."""
-    d = init_dist(run.torch_device())
+    with deterministic_kernels(getattr(cfg, "deterministic", False)):
+        d = init_dist(run.torch_device())
+        try:
+            seed_everything(run.seed)
+            stage = tokenizer_stage if cfg.stage == "tokenizer" else diffusion_stage
+            result = stage(cfg, run, save_config, d, resume=resume, stop_after=stop_after)
+            result["is_main"] = d.is_main
+            return result
+        finally:
+            close_dist(d)
+
+
+def _deterministic_identity(cfg) -> dict:
+    """{'deterministic': True} for a deterministic run, else {}: runs (and checkpoints) from
+    before the setting existed keep their identity, so they still resume."""
+    return {"deterministic": True} if getattr(cfg, "deterministic", False) else {}
+
+
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool):
+    """With enabled: torch's deterministic algorithms, cuDNN deterministic and not autotuned, and
+    cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, read when cuBLAS starts: set before the
+    first matmul of the process) for the block; the previous settings are restored after.
+    Seeds, data order and augmentation are reproducible without it (the CPU reruns bit for bit);
+    on a GPU, kernels that accumulate in a varying order (atomics) are what it rules out."""
+    if not enabled:
+        yield
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
-        seed_everything(run.seed)
-        stage = tokenizer_stage if cfg.stage == "tokenizer" else diffusion_stage
-        result = stage(cfg, run, save_config, d, resume=resume, stop_after=stop_after)
-        result["is_main"] = d.is_main
-        return result
+        yield
     finally:
-        close_dist(d)
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[1], before[2]
 
 
 # ----------------------------------------------------------------------------- tokenizer
@@ -139,7 +170,8 @@ def tokenizer_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
     identity = {"stage": "tokenizer", "tokenizer_size": cfg.tokenizer_size,
                 "tokenizer_config": tokenizer.config, "batch_size": cfg.batch_size, "steps": cfg.steps,
                 "seed": run.seed, "clip_shape": list(train.shape[1:4]), "data": data_fp,
-                "latent_weight": cfg.latent_weight, "augment": getattr(cfg, "augment", False)}
+                "latent_weight": cfg.latent_weight, "augment": getattr(cfg, "augment", False),
+                **_deterministic_identity(cfg)}
 
     def loss_fn(step, m):
         video = uint8_to_unit(tokenizer_batch(clips, seed=run.seed, step=step, batch_size=cfg.batch_size,
@@ -225,6 +257,7 @@ def diffusion_stage(cfg, run, save_config, d: Dist, *, resume: bool, stop_after:
                 "seed": run.seed, "data": data_fp, "tokenizer": file_fingerprint(str(tok_path)),
                 "image_fraction": cfg.image_fraction, "self_cond_prob": cfg.self_cond_prob,
                 "augment": getattr(cfg, "augment", False),
+                **_deterministic_identity(cfg),
                 "schedule": schedule.config}
     use_self_cond = bool(getattr(model, "self_condition", False)) and cfg.self_cond_prob > 0
     counting = [False]  # True while counting FLOPs: one plain forward + backward

@@ -41,7 +41,9 @@ class Pretrain:
       compile (torch.compile the trained module: the autoencoder, or WALT for both passes of
       the self-conditioned loss), augment (each step's clips randomly mirrored left-right, and
       for the tokenizer also played backwards: the pool is rendered once and reused every epoch;
-      the diffusion stage encodes the mirrored pool once too).
+      the diffusion stage encodes the mirrored pool once too), deterministic (torch's
+      deterministic algorithms, cuDNN without autotuning, a fixed cuBLAS workspace: what a
+      bit-for-bit rerun on a GPU needs; slower, and an op without a deterministic kernel raises).
     Bookkeeping
       checkpoint_every: steps between regular checkpoints; async_checkpoints: write them from a
         background thread (state copied to host memory first); fractions: named fractions of the
@@ -76,6 +78,7 @@ class Pretrain:
     precision: str = "auto"
     compile: bool = False
     augment: bool = False
+    deterministic: bool = False
     async_checkpoints: bool = False
     checkpoint_every: int = 1000
     fractions: tuple = (0.05, 0.1, 0.2, 0.26, 0.5, 1.0)

@@ -61,3 +61,31 @@ def test_40m_size_is_between_small_and_284m():
     from walt.counts import count_walt_parameters
     assert count_walt_parameters("small") < count_walt_parameters("40m") < count_walt_parameters("284m")
     assert 35e6 < count_walt_parameters("40m") < 45e6
+
+
+def test_deterministic_runs_under_deterministic_kernels_and_restores_the_settings(tmp_path, monkeypatch):
+    """Pretrain.deterministic: the stage runs with torch's deterministic algorithms on (what a
+    bit-for-bit GPU rerun needs), run.json's identity records it, and the process's settings
+    are restored afterwards; a CPU run is the same bit for bit either way."""
+    from pretraining import stages
+
+    seen = []
+    real = stages.tokenizer_stage
+
+    def spy(*args, **kwargs):
+        seen.append((torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(stages, "tokenizer_stage", spy)
+    torch.backends.cudnn.benchmark = True
+    try:
+        settings = dict(steps=2, checkpoint_every=0, fractions=(1.0,))
+        det = run_stage(tiny_config(deterministic=True, **settings), run_settings(tmp_path / "det"))
+        assert seen == [(True, False)] and det["identity"]["deterministic"] is True
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+        plain = run_stage(tiny_config(**settings), run_settings(tmp_path / "plain"))
+        assert seen[1] == (False, True) and "deterministic" not in plain["identity"]
+    finally:
+        torch.backends.cudnn.benchmark = False
+    h_det = json.loads((tmp_path / "det" / "history.json").read_text())
+    h_plain = json.loads((tmp_path / "plain" / "history.json").read_text())
+    assert h_det["loss"] == h_plain["loss"]
