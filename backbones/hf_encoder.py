@@ -21,6 +21,7 @@ one model per file; everything else is identical and lives here once.
 
 from __future__ import annotations
 
+import abc
 import json
 from pathlib import Path
 from typing import Sequence
@@ -68,7 +69,7 @@ def nearest_multiple(x: int, m: int) -> int:
     return max(m, int((x + m / 2) // m) * m)
 
 
-class HFEncoderBackbone(torch.nn.Module):
+class HFEncoderBackbone(torch.nn.Module, abc.ABC):
     """A transformers encoder as a `Backbone` (no noise). Subclasses set the class attributes
     and implement the five model-specific methods below; see the module docstring for the path.
 
@@ -117,6 +118,7 @@ class HFEncoderBackbone(torch.nn.Module):
     # ---- model-specific (subclasses) ----------------------------------------------------------
 
     @property
+    @abc.abstractmethod
     def model_resolution(self) -> tuple[int, int]:
         """(H, W) the model was trained at (its config)."""
         raise NotImplementedError
@@ -127,18 +129,22 @@ class HFEncoderBackbone(torch.nn.Module):
         return None
 
     @property
+    @abc.abstractmethod
     def layers(self) -> torch.nn.ModuleList:
         """The model's blocks, in order (block i = output of layers[i - 1])."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def embed(self, pixels: Tensor) -> Tensor:
         """Model pixels -> embedding output tokens (B, n, D), extra tokens first."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def run_layer(self, layer: torch.nn.Module, hidden: Tensor) -> Tensor:
         """One block, called exactly as the library's encoder loop calls it."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def check_resolution(self, height: int, width: int) -> None:
         """Raise ClipShapeError (naming the nearest valid size) for a size the model cannot take."""
         raise NotImplementedError
@@ -157,6 +163,7 @@ class HFEncoderBackbone(torch.nn.Module):
         return len(self.layers)
 
     @property
+    @abc.abstractmethod
     def size(self) -> str:
         raise NotImplementedError
 

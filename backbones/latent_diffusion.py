@@ -20,6 +20,7 @@ the deepest block, which the CallCounter tests check.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from pathlib import Path
@@ -134,7 +135,7 @@ def load_text_encoder(root: Path, what: str, device, dtype):
     return tokenizer, encoder.requires_grad_(False)
 
 
-class LatentDiffusionBackbone(nn.Module):
+class LatentDiffusionBackbone(nn.Module, abc.ABC):
     """Base of the four pair adapters: SD-VAE encoding, DDPM-style noise, frame conventions,
     fingerprint. A subclass sets `null_hidden` (the cached null text), `blocks_of()` (block ->
     module), `_run(z_t, t)` (the library forward), `_to_grid(...)` (a captured tensor ->
@@ -183,25 +184,31 @@ class LatentDiffusionBackbone(nn.Module):
         return next(self.vae.parameters()).device
 
     # ----------------------------------------------------------------- subclass interface
+    @abc.abstractmethod
     def blocks_of(self) -> dict[int, nn.Module]:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _run(self, z_t: Tensor, t: Tensor) -> None:
         """z_t: (b, z, t, h, w) in the model dtype; t: (b,) long. Calls the library forward."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _to_grid(self, block: int, h: Tensor, b: int, frames: int, hw: tuple[int, int]) -> Tensor:
         raise NotImplementedError
 
     def _check_frames(self, frames: int) -> None:
         """Video arms: raise ClipShapeError for a frame count the model cannot take."""
 
+    @abc.abstractmethod
     def _resolution_multiple(self) -> int:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _weights_dirs(self) -> list[Path]:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def _configs(self) -> dict:
         raise NotImplementedError
 

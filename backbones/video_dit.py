@@ -22,6 +22,7 @@ transformer/, vae/, scheduler/, text_encoder/, tokenizer/.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 from pathlib import Path
@@ -171,7 +172,7 @@ def tensor_digest(x: Tensor) -> str:
     return hashlib.sha256(x.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
-class VideoDiT:
+class VideoDiT(abc.ABC):
     """A diffusers video DiT pipeline as a Backbone (family subclasses fill in the pieces).
 
     transformer, vae, scheduler: the library modules (already on `device` in `dtype`);
@@ -202,31 +203,39 @@ class VideoDiT:
             preprocessing=dict(preprocessing, dtype=str(dtype)))
 
     # ---- filled in by each family ----
+    @abc.abstractmethod
     def inner_dim(self) -> int:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def check_clip(self, video: Tensor) -> None:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:
         """(b, 3, T, H, W) in [-1, 1] (VAE dtype) -> z0 (b, z, t, h, w) float32, normalised."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def add_noise(self, z0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """z0, eps: (b, z, t, h, w) float32; t: (b,) long native index -> z_t float32."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def noise_level(self, t) -> NoiseLevel:
         raise NotImplementedError
 
+    @abc.abstractmethod
     def transformer_call(self, zt: Tensor, t: Tensor) -> Callable[[], object]:
         """A closure calling the library transformer's forward on noised latents (model dtype)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def tokens_to_grid(self, tokens: Tensor, latent_shape: tuple[int, ...]) -> Tensor:
         """(b, n, D) video tokens -> (b, t', h', w', D)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     def temporal_layout(self) -> tuple[int, int]:
         """(f, pt): the causal VAE encodes frame 0 alone and then f frames per latent frame; the
         transformer's temporal patch joins pt latent frames into one token frame."""
