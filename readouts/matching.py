@@ -22,14 +22,23 @@ correspondence into its structure, as TAP-style trackers do, and learns only the
                learned per-point weight, so points off the object, e.g. a box corner on the
                background, can be discounted).                           (b, n, T, 4)
 
+Time (resample 'tracks', the default): the keys stay on the t' feature frames; a query in clip
+frame f reads its descriptor from sum_k W[f, k] keys_k, every feature frame is matched, and the
+tracks and logits are carried to the T clip frames by the same weights W (T, t') the features
+would have been resampled with (readouts.resample.time_weights on the batch's `feature_spans`,
+passed by the task). Resampling features instead ('features', as the MooG head) blends two
+positions of a moving surface into one ghostly key per pixel (on the oracle at 32 x 32 x 9 a
+closed-form matcher reaches pts-within 0.39 on resampled latent-grid features, 0.68 on every
+frame); moving the tracks keeps each match sharp and matches t' frames instead of T.
+
 The whole clip is matched at once (one einsum over frames; no per-frame Python loop). H' = h p,
 W' = w p (the token grid times the patch): positions are normalised, so H' need not equal the
 clip raster. Key positions follow the items' convention: pixel column j of H' x W' spans
 [j, j + 1) / W', its centre at (j + 0.5) / W'.
 
-Parameters: D-LayerNorm 2D, unpatchify D p^2 c + p^2 c, refine 2 (c m) + m + c,
-visibility (c + 1) m + m + 2 m + 2, one scale; boxes add c + 1. At D = 512, p = 8, c = 32,
-m = 64: 1,067,525 (points). The library default for the study's tasks stays the paper's MooG
+Parameters: LayerNorm 2 D, unpatchify p^2 c (D + 1), refine 2 c m + m + c, visibility
+(c + 1) m + 3 m + 2, one scale; boxes add c + 1. At D = 512, p = 8, c = 32, m = 64: 1,058,147
+(points), 1,058,180 (boxes); the MooG head at the study's sizes has about 1.6M. The library default for the study's tasks stays the paper's MooG
 head; the study selects this one by head_kwargs {'readout': 'matching', ...} (tasks/kinds.py).
 """
 
@@ -116,20 +125,25 @@ def soft_argmax(logits: torch.Tensor, window: int = 0) -> tuple[torch.Tensor, to
 
 
 def match(keys: torch.Tensor, descriptors: torch.Tensor, scale: torch.Tensor | float,
-          window: int = 0) -> dict[str, torch.Tensor]:
+          window: int = 0, prior: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Matches each descriptor against every pixel key of every frame.
 
     keys: (b, T, H, W, c) and descriptors: (b, q, c), both L2-normalised; scale: the inverse
-    softmax temperature on cosine similarity. Returns
+    softmax temperature on cosine similarity; prior: None or (b, q, H, W) log-prior added to
+    every frame's scores (the locality prior of MatchingTrackReadout). Returns
       xy      (b, q, T, 2) [x, y] in [0, 1]: soft-argmax position (`soft_argmax`, window)
       peak    (b, q, T)    the best cosine similarity in the frame
       matched (b, q, T, c) the keys averaged under the soft-argmax weights
+      logits  (b, q, T, H, W) the scaled similarities
     """
     cosine = einsum(descriptors, keys, "b q c, b T H W c -> b q T H W")
-    xy, weights = soft_argmax(cosine * scale, window)
+    logits = cosine * scale
+    if prior is not None:
+        logits = logits + prior[:, :, None]
+    xy, weights = soft_argmax(logits, window)
     matched = einsum(weights, keys, "b q T H W, b T H W c -> b q T c")
     peak = rearrange(cosine, "b q T H W -> b q T (H W)").amax(dim=-1)
-    return {"xy": xy, "peak": peak, "matched": matched}
+    return {"xy": xy, "peak": peak, "matched": matched, "logits": logits}
 
 
 def box_points(boxes: torch.Tensor, grid: int) -> torch.Tensor:
@@ -175,15 +189,17 @@ class MatchingTrackReadout(nn.Module):
     key_dim: c, channels per pixel key. hidden: m, width of the refine and visibility MLPs.
     patch: p, the token's size in pixels (8 = WALT's grid). window: r of the soft-argmax
     (0 = whole frame). temperature: initial softmax temperature on cosine similarity (learned).
-    box_grid: g, boxes are tracked through g x g points.
-    forward(x (b, T, h, w, D), queries (b, q, 2|4), query_frames (b, q) long or None = all 0)
-    -> {'values': (b, q, T, 2|4) in [0, 1], 'logits': (b, q, T, 2) [visibility, certainty]}
-    (boxes: the mean logits of the box's points).
+    box_grid: g, boxes are tracked through g x g points. resample: 'tracks' (x holds the t'
+    feature frames and forward takes the (T, t') time weights) or 'features' (x already has the
+    clip's T frames; no weights).
+    forward(x (b, t', h, w, D), queries (b, q, 2|4), query_frames (b, q) long in [0, T) or
+    None = all 0, time_weights (T, t') or None) -> {'values': (b, q, T, 2|4) in [0, 1],
+    'logits': (b, q, T, 2) [visibility, certainty]} (boxes: the mean logits of the box's points).
     """
 
     def __init__(self, feature_dim: int, kind: str = "points", *, key_dim: int = 32,
                  hidden: int = 64, patch: int = 8, window: int = 2, temperature: float = 0.05,
-                 box_grid: int = 3, resample: str = RESAMPLE):
+                 box_grid: int = 3, resample: str = RESAMPLE, locality: float = 0.2):
         super().__init__()
         if resample not in RESAMPLES:
             raise ValueError(f"resample must be one of {RESAMPLES}; received '{resample}'")
@@ -201,6 +217,9 @@ class MatchingTrackReadout(nn.Module):
         self.refine = Mlp(key_dim, hidden, key_dim)
         # 3. matching: the inverse temperature, learned in log space
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature)))
+        self.locality = locality
+        if locality:
+            self.log_locality = nn.Parameter(torch.tensor(math.log(locality)))
         # 4. visibility / certainty
         self.logit_head = Mlp(key_dim + 1, hidden, 2)
         # 5. boxes: how much each box point counts, from its descriptor
@@ -222,7 +241,21 @@ class MatchingTrackReadout(nn.Module):
         # 2. descriptors at the query points
         descriptors = F.normalize(sample_descriptors(keys, points, frames, time_weights), dim=-1)
         # 3. soft-argmax match in every frame at once
-        out = match(keys, descriptors, self.log_scale.exp(), self.window)
+        prior = None
+        if self.locality:
+            # Gaussian log-prior around the query point, width learned: tracks start near their
+            # query, which is what a tracker searching near the last position assumes.
+            centres = pixel_centres(*keys.shape[2:4], like=keys)
+            dist2 = (centres[None, None] - points[:, :, None, None]).square().sum(-1)
+            prior = -dist2 / (2 * torch.exp(2 * self.log_locality))
+        out = match(keys, descriptors, self.log_scale.exp(), self.window, prior)
+        result = {"descriptors": descriptors}
+        if self.training:
+            # For the matching loss (losses.match_loss): the scores, and the clip frame each
+            # feature frame stands for (the one it weighs most).
+            result["match_logits"] = out["logits"]
+            result["match_frames"] = (torch.arange(keys.shape[1], device=keys.device)
+                                      if time_weights is None else time_weights.argmax(dim=0))
         # 4. a point that is hidden matches nothing well: read agreement and the peak.
         agreement = descriptors[:, :, None] * out["matched"]
         logits = self.logit_head(torch.cat([agreement, out["peak"][..., None]], dim=-1))
@@ -232,7 +265,7 @@ class MatchingTrackReadout(nn.Module):
             # matched in (cubic weights may overshoot a little: stay on the raster).
             xy = einsum(time_weights, xy, "T t, b q t xy -> b q T xy").clamp(0.0, 1.0)
             logits = einsum(time_weights, logits, "T t, b q t l -> b q T l")
-        return {"xy": xy, "logits": logits, "descriptors": descriptors}
+        return {**result, "xy": xy, "logits": logits}
 
     def forward(self, x: torch.Tensor, queries: torch.Tensor,
                 query_frames: torch.Tensor | None = None,
@@ -258,7 +291,8 @@ class MatchingTrackReadout(nn.Module):
         if self.kind == "points":
             # 2-4.
             out = self.track(keys, queries, query_frames, time_weights)
-            return {"values": out["xy"], "logits": out["logits"]}
+            extra = {k: out[k] for k in ("match_logits", "match_frames") if k in out}
+            return {"values": out["xy"], "logits": out["logits"], **extra}
         # 5. boxes: track a grid of points inside each box, then fit the box to them.
         num = queries.shape[1]
         start = box_points(queries, self.box_grid)                        # (b, n, k, 2)

@@ -283,7 +283,9 @@ def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
     target = target / target.new_tensor([width, height])
     query_frames = _target(batch, "query_points", values)[..., 0].round().long()
     return losses.point_track_loss(values, preds["logits"], target,
-                                   _target(batch, "occluded", values).bool(), query_frames)
+                                   _target(batch, "occluded", values).bool(), query_frames,
+                                   match_logits=preds.get("match_logits"),
+                                   match_frames=preds.get("match_frames"))
 
 
 def _point_unpack(preds, batch, *, image_size, visibility_rule: str = "certainty"):
