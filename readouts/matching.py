@@ -11,9 +11,11 @@ correspondence into its structure, as TAP-style trackers do, and learns only the
                per-pixel MLP refine (residual); L2-normalised.          (b, T, H', W', c)
   2. queries   the query descriptor = the keys bilinearly sampled at the query point in the
                query frame.                                             (b, q, c)
-  3. matching  per frame: scaled cosine similarity to every pixel key, softmax over a window of
-               `window` pixels around the best match, soft-argmax -> position (x, y) in [0, 1];
-               `window` = 0 takes the softmax over the whole frame.     (b, q, T, 2)
+  3. matching  per frame: scaled cosine similarity to every pixel key (learned temperature),
+               plus a Gaussian log-prior around the query point (learned width `locality`;
+               trackers search near the last position), softmax over the frame (or over a
+               `window` of pixels around the best match), soft-argmax -> (x, y) in [0, 1].
+                                                                        (b, q, T, 2)
   4. logits    [visibility, certainty] from a small MLP on (descriptor * matched key, peak
                similarity): a point that is hidden matches nothing well.  (b, q, T, 2)
   5. boxes     `box_grid`^2 points on a grid inside each query box are tracked as in 2-4; per
@@ -31,15 +33,22 @@ positions of a moving surface into one ghostly key per pixel (on the oracle at 3
 closed-form matcher reaches pts-within 0.39 on resampled latent-grid features, 0.68 on every
 frame); moving the tracks keeps each match sharp and matches t' frames instead of T.
 
+Training: the task's point loss (losses.point_track_loss: Huber on positions of visible points,
+BCE on visibility and certainty) plus, from the scores this head returns in training mode,
+a cross-entropy of the match distribution at the ground-truth pixel (losses.match_loss): the
+soft-argmax alone gives no gradient toward a far-away true match. Boxes train on the box loss.
+
 The whole clip is matched at once (one einsum over frames; no per-frame Python loop). H' = h p,
 W' = w p (the token grid times the patch): positions are normalised, so H' need not equal the
 clip raster. Key positions follow the items' convention: pixel column j of H' x W' spans
 [j, j + 1) / W', its centre at (j + 0.5) / W'.
 
 Parameters: LayerNorm 2 D, unpatchify p^2 c (D + 1), refine 2 c m + m + c, visibility
-(c + 1) m + 3 m + 2, one scale; boxes add c + 1. At D = 512, p = 8, c = 32, m = 64: 1,058,147
-(points), 1,058,180 (boxes); the MooG head at the study's sizes has about 1.6M. The library default for the study's tasks stays the paper's MooG
-head; the study selects this one by head_kwargs {'readout': 'matching', ...} (tasks/kinds.py).
+(c + 1) m + 3 m + 2, temperature and locality 2; boxes add c + 1. At D = 512, p = 8, c = 32,
+m = 64: 1,058,148 (points), 1,058,181 (boxes); the MooG head at the study's sizes (latent 128,
+qkv 256, 1 layer) has 535,300. Decision: the library default stays the paper's MooG head
+(tracking.TrackingReadout); the synthetic study selects this one by head_kwargs
+{'readout': 'matching', ...} (tasks/kinds.py; gin/tasks/synthetic/point_tracks_movi_e.gin).
 """
 
 from __future__ import annotations
@@ -198,7 +207,7 @@ class MatchingTrackReadout(nn.Module):
     """
 
     def __init__(self, feature_dim: int, kind: str = "points", *, key_dim: int = 32,
-                 hidden: int = 64, patch: int = 8, window: int = 2, temperature: float = 0.05,
+                 hidden: int = 64, patch: int = 8, window: int = 0, temperature: float = 0.05,
                  box_grid: int = 3, resample: str = RESAMPLE, locality: float = 0.2):
         super().__init__()
         if resample not in RESAMPLES:

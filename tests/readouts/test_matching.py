@@ -151,3 +151,52 @@ def test_head_overfits_one_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first, (first, loss.item())
+
+
+def test_locality_prior_alone_keeps_points_at_their_query():
+    """Keys that say nothing (all equal): the match is the Gaussian prior around the query, so
+    the soft-argmax returns the query (a prior ~2 px wide, far from the borders)."""
+    head = MatchingTrackReadout(24, "points", **{**HEAD, "locality": 0.06}).eval()
+    keys = torch.ones(1, 2, 32, 32, 8) / 8 ** 0.5
+    queries = torch.tensor([[[0.42, 0.58], [0.53, 0.47]]])
+    out = head.track(keys, queries, torch.zeros(1, 2, dtype=torch.long))
+    torch.testing.assert_close(out["xy"], repeat(queries, "b q xy -> b q T xy", T=2),
+                               atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["points", "boxes"])
+def test_task_kinds_select_and_train_the_matcher(kind):
+    """head_kwargs {'readout': 'matching'} builds this head; the task hands it the features at
+    their own frames plus the time weights, and its point loss includes the match term."""
+    from tasks import kinds
+    from tasks.task import Task  # noqa: F401  (the Task contract the kinds return)
+    torch.manual_seed(0)
+    b, frames, size = 2, 9, 8
+    head_kwargs = {"readout": "matching", **HEAD}
+    if kind == "points":
+        query_xy = torch.rand(b, 4, 2) * size
+        target = (query_xy[:, :, None] + torch.linspace(0, 1, frames)[:, None]).clamp(0, size - 0.01)
+        batch = {"query_points": torch.cat([torch.zeros(b, 4, 1), query_xy.flip(-1)], dim=-1),
+                 "target_points": target, "occluded": torch.zeros(b, 4, frames, dtype=torch.bool)}
+        task = kinds.point_tracks("p", {"train": []}, image_size=size, num_frames=frames,
+                                  head_kwargs=head_kwargs)
+    else:
+        corner = torch.rand(b, 3, 1, 2) * 0.5
+        boxes = torch.cat([corner, corner + 0.3], dim=-1).expand(b, 3, frames, 4).clone()
+        batch = {"boxes": boxes, "box_valid": torch.ones(b, 3, frames, dtype=torch.bool)}
+        task = kinds.box_tracks("b", {"train": []}, num_frames=frames, head_kwargs=head_kwargs)
+    head = task.make_head(24)
+    assert isinstance(head, MatchingTrackReadout)
+    features = torch.randn(b, 3, 4, 4, 24)                       # t' = 3 feature frames
+    inputs = task.head_inputs(features, batch)
+    assert inputs[0].shape[1] == 3 and inputs[-1].shape == (frames, 3)
+    preds = head(*inputs)
+    assert preds["values"].shape[2] == frames
+    if kind == "points":
+        assert preds["match_logits"].shape == (b, 4, 3, 8, 8)
+    loss = task.loss(preds, batch)
+    loss.backward()
+    assert torch.isfinite(loss) and head.unpatchify.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="head_kwargs\\['readout'\\] must be one of"):
+        kinds.point_tracks("p", {"train": []}, image_size=size,
+                           head_kwargs={"readout": "recurrent"}).make_head(24)
