@@ -78,6 +78,10 @@ def test_fit_boxes_follows_a_moving_scaling_grid():
     weights = torch.ones(1, 1, 2, 9)
     weights[..., 0] = 0
     torch.testing.assert_close(fit_boxes(boxes, start, tracked, weights)[0, 0, 1], expected)
+    # Shift only: the box keeps its size and moves with the points' mean.
+    shifted = fit_boxes(boxes, start, tracked, torch.ones(1, 1, 2, 9), scale=False)[0, 0, 1]
+    mean_shift = (tracked[0, 0, 1] - start[0, 0]).mean(dim=0)
+    torch.testing.assert_close(shifted, boxes[0, 0] + mean_shift.repeat(2))
 
 
 HEAD = dict(key_dim=8, hidden=16, patch=2)
