@@ -9,6 +9,8 @@ Features are computed once per (analog, backbone, time grid, sizes, split) into 
 trains as tests/backbones/test_controls.fit_and_score does (batch 8, AdamW at a constant lr,
 weight decay 1e-4), one CPU thread. Appends one JSON line: train-clip fit, val, test, trivial
 on val and test, head parameters, wall time of the training.
+
+  python results/controls/matching.py --table results/controls/matching.jsonl   # -> tables_matching.md
 """
 
 import argparse
@@ -49,8 +51,31 @@ def score(task, head, data) -> dict:
     return {k: round(float(result[k]), 4) for k in METRICS if k in result}
 
 
+def write_table(jsonl: pathlib.Path) -> pathlib.Path:
+    """tables_matching.md next to the JSON lines: one row per run, val and test."""
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    lines = ["# Matching readout controls (results/controls/matching.py; README.md 'Matching readout')",
+             "", f"Generated from {jsonl.name}. AJ = average_jaccard, OA = occlusion_accuracy, "
+             "<d> = average_pts_within_thresh; box tracks: mIoU (frame 0 excluded).", "",
+             "| task | backbone | time grid | raster | train clips | steps | seed | trivial val / test "
+             "| val | test | train-clip fit | head params | train s |", "|---|" * 1 + "---|" * 12]
+    for r in rows:
+        fmt = lambda m: ", ".join(f"{k.replace('average_jaccard', 'AJ').replace('occlusion_accuracy', 'OA').replace('average_pts_within_thresh', '<d>').replace('mean_iou', 'mIoU')} {v:.3f}" for k, v in m.items())  # noqa: E731,E501
+        lines.append(f"| {r['analog']} | {r['backbone']} | {r['time_grid']} | {r['image_size']} x "
+                     f"{r['num_frames']} | {r['num_train']} | {r['steps']} | {r['seed']} | "
+                     f"{r['trivial_val']:.3f} / {r['trivial_test']:.3f} | {fmt(r['val'])} | "
+                     f"{fmt(r['test'])} | {fmt(r['train_fit'])} | {r['head_params']:,} | "
+                     f"{r['train_wall_s']:.0f} |")
+    out = jsonl.with_name("tables_matching.md")
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(out)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--table", default=None, help="write tables_matching.md from this JSONL and exit")
     ap.add_argument("--analog", choices=("point_tracks", "box_tracks"), default="point_tracks")
     ap.add_argument("--backbone", choices=("oracle", "pixels"), default="oracle")
     ap.add_argument("--time_grid", choices=("latent", "frames"), default="latent",
@@ -66,6 +91,9 @@ def main():
     ap.add_argument("--feature_dir", default="/tmp/walt_probe_matching")
     ap.add_argument("--out", default="results/controls/matching.jsonl")
     args = ap.parse_args()
+    if args.table:
+        print(write_table(pathlib.Path(args.table)))
+        return
     torch.set_num_threads(1)
 
     head_kwargs = {**HEAD, **json.loads(args.head)}
