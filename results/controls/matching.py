@@ -57,11 +57,12 @@ def write_table(jsonl: pathlib.Path) -> pathlib.Path:
     lines = ["# Matching readout controls (results/controls/matching.py; README.md 'Matching readout')",
              "", f"Generated from {jsonl.name}. AJ = average_jaccard, OA = occlusion_accuracy, "
              "<d> = average_pts_within_thresh; box tracks: mIoU (frame 0 excluded).", "",
-             "| task | backbone | time grid | raster | train clips | steps | seed | trivial val / test "
-             "| val | test | train-clip fit | head params | train s |", "|---|" * 1 + "---|" * 12]
+             "| task | backbone | head | time grid | raster | train clips | steps | seed | trivial val / test "
+             "| val | test | train-clip fit | head params | train s |", "|---|" * 1 + "---|" * 13]
     for r in rows:
         fmt = lambda m: ", ".join(f"{k.replace('average_jaccard', 'AJ').replace('occlusion_accuracy', 'OA').replace('average_pts_within_thresh', '<d>').replace('mean_iou', 'mIoU')} {v:.3f}" for k, v in m.items())  # noqa: E731,E501
-        lines.append(f"| {r['analog']} | {r['backbone']} | {r['time_grid']} | {r['image_size']} x "
+        variant = ", ".join(f"{k}={v}" for k, v in r["head"].items() if HEAD.get(k) != v) or "study"
+        lines.append(f"| {r['analog']} | {r['backbone']} | {variant} | {r['time_grid']} | {r['image_size']} x "
                      f"{r['num_frames']} | {r['num_train']} | {r['steps']} | {r['seed']} | "
                      f"{r['trivial_val']:.3f} / {r['trivial_test']:.3f} | {fmt(r['val'])} | "
                      f"{fmt(r['test'])} | {fmt(r['train_fit'])} | {r['head_params']:,} | "
