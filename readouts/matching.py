@@ -203,9 +203,9 @@ class MatchingTrackReadout(nn.Module):
     (0 = whole frame). temperature: initial softmax temperature on cosine similarity (learned).
     box_grid: g, boxes are tracked through g x g points. box_scale: also fit the boxes' scale
     (False: shift only; on the oracle at 48 clips the noisy scale costs mIoU 0.38 -> 0.29).
-    resample: 'tracks' (x holds the t'
-    feature frames and forward takes the (T, t') time weights) or 'features' (x already has the
-    clip's T frames; no weights).
+    resample: 'tracks' (x holds the t' feature frames and forward takes the (T, t') time
+    weights) or 'features' (x already has the clip's T frames; no weights). locality: initial
+    width (normalised units, learned) of the Gaussian prior around the query; 0 = no prior.
     forward(x (b, t', h, w, D), queries (b, q, 2|4), query_frames (b, q) long in [0, T) or
     None = all 0, time_weights (T, t') or None) -> {'values': (b, q, T, 2|4) in [0, 1],
     'logits': (b, q, T, 2) [visibility, certainty]} (boxes: the mean logits of the box's points).
