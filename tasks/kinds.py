@@ -8,7 +8,9 @@ Feature handling (paper App. D; probing_spec.md, section 6):
   depth           time resampled to the clip's frame count; the head decodes every frame alone
                   (a pixel subsample while training, every pixel once in eval mode).
   camera pose     first and last latent frames concatenated along channels.
-  point / box     time resampled to the clip's frame count (App. D.5-D.6).
+  point / box     time resampled to the clip's frame count (App. D.5-D.6); for the matching
+                  readout the features keep t' frames and the head resamples its tracks
+                  with the same (T, t') weights (readouts/matching.py).
 Time is resampled on the backbone's own temporal layout: the probe engine puts the frame spans
 each feature frame covers into the batch as `feature_spans` (b, t', 2) [start, stop)
 (backbones/base.py frame_spans; WALT's causal latents: [0, 1), [1, 5), ...; I-WALT on route
