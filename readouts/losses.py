@@ -45,7 +45,9 @@ def point_track_loss(values: torch.Tensor, logits: torch.Tensor, target: torch.T
                      occluded: torch.Tensor, query_frames: torch.Tensor | None = None, *,
                      raster: float = 256.0, huber_delta: float = 4.0,
                      position_weight: float = 0.05,
-                     certainty_threshold: float = 6.0) -> torch.Tensor:
+                     certainty_threshold: float = 6.0, match_logits: torch.Tensor | None = None,
+                     match_frames: torch.Tensor | None = None,
+                     match_weight: float = 1.0) -> torch.Tensor:
     """MooG / TAPIR point-tracking loss.
 
     values: (b, q, T, 2) predicted (x, y) in [0, 1]; logits: (b, q, T, 2) [visibility, certainty];
@@ -56,7 +58,10 @@ def point_track_loss(values: torch.Tensor, logits: torch.Tensor, target: torch.T
       + BCE(visibility logit, GT visible)              on all entries (points that left the
                                                        scene contribute only this term)
       + BCE(certainty logit, 1[|sg(p) - g| <= thr])    on GT-visible entries
-    each a mean over its entries.
+    each a mean over its entries; a matching head (readouts/matching.py) adds
+      + match_weight * match_loss(match_logits, g at match_frames)  on GT-visible entries
+    with match_logits (b, q, t', H, W) its scores in the feature frames and match_frames (t',)
+    long the clip frame each feature frame is scored against.
     """
     frames = torch.arange(values.shape[2], device=values.device)
     evaluated = torch.ones_like(occluded, dtype=torch.bool)
@@ -70,7 +75,29 @@ def point_track_loss(values: torch.Tensor, logits: torch.Tensor, target: torch.T
     close = (error.detach().norm(dim=-1) <= certainty_threshold).to(logits.dtype)
     certainty = _masked_mean(F.binary_cross_entropy_with_logits(
         logits[..., 1], close, reduction="none"), visible)
-    return position_weight * position + visibility + certainty
+    total = position_weight * position + visibility + certainty
+    if match_logits is not None:
+        total = total + match_weight * match_loss(match_logits, target[:, :, match_frames],
+                                                  visible[:, :, match_frames])
+    return total
+
+
+def match_loss(match_logits: torch.Tensor, target: torch.Tensor,
+               valid: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a per-pixel match distribution against the ground-truth pixel.
+
+    match_logits: (b, q, t, H, W) scores of every pixel of frame t for track q (softmax over
+    the H x W pixels); target: (b, q, t, 2) ground-truth (x, y) in [0, 1] (pixel j spans
+    [j, j + 1) / W); valid: (b, q, t) bool, the entries scored (GT visible). Mean over valid.
+    A TAP-style matcher's soft-argmax position gets no gradient toward a far-away true match;
+    this term does (as a contrastive / InfoNCE objective would).
+    """
+    height, width = match_logits.shape[-2:]
+    col = (target[..., 0] * width).floor().long().clamp(0, width - 1)
+    row = (target[..., 1] * height).floor().long().clamp(0, height - 1)
+    flat = match_logits.flatten(-2)
+    nll = torch.logsumexp(flat, dim=-1) - flat.gather(-1, (row * width + col)[..., None])[..., 0]
+    return _masked_mean(nll, valid)
 
 
 def box_track_loss(values: torch.Tensor, target: torch.Tensor,

@@ -74,6 +74,23 @@ def span_positions(spans: torch.Tensor, num_frames: int) -> torch.Tensor:
     return k - 0.5 + (tau - starts[k]) / (stops[k] - starts[k])
 
 
+def time_weights(t: int, num_frames: int, spans: torch.Tensor | None = None, *,
+                 dtype=torch.float32, device=None) -> torch.Tensor:
+    """(num_frames, t) weights W with resampled = W @ signal along time (`resize_time`'s).
+
+    spans: None (t equal spans: jax.image.resize, 4DS) or (t, 2) [start, stop) of the frames
+    each feature frame covers (`span_positions`). Identity when t == num_frames and spans is None.
+    """
+    if spans is None:
+        if t == num_frames:
+            return torch.eye(t, dtype=dtype, device=device)
+        return cubic_resize_weights(t, num_frames, dtype=dtype, device=device)
+    if len(spans) != t:
+        raise ValueError(f"{len(spans)} frame spans given for {t} feature frames")
+    return cubic_weights_at(span_positions(spans, num_frames), t, max(t / num_frames, 1.0),
+                            dtype=dtype, device=device)
+
+
 def resize_time(x: torch.Tensor, num_frames: int, spans: torch.Tensor | None = None) -> torch.Tensor:
     """x: (b, t, h, w, d) -> (b, num_frames, h, w, d), cubic in time.
 
@@ -85,14 +102,7 @@ def resize_time(x: torch.Tensor, num_frames: int, spans: torch.Tensor | None = N
     """
     if x.ndim != 5:
         raise ValueError(f"resize_time expects (b, t, h, w, d); received {tuple(x.shape)}")
-    t = x.shape[1]
-    if spans is None:
-        if t == num_frames:
-            return x
-        weights = cubic_resize_weights(t, num_frames, dtype=x.dtype, device=x.device)
-    else:
-        if len(spans) != t:
-            raise ValueError(f"{len(spans)} frame spans given for {t} feature frames")
-        weights = cubic_weights_at(span_positions(spans, num_frames), t, max(t / num_frames, 1.0),
-                                   dtype=x.dtype, device=x.device)
+    if spans is None and x.shape[1] == num_frames:
+        return x
+    weights = time_weights(x.shape[1], num_frames, spans, dtype=x.dtype, device=x.device)
     return einsum(weights, x, "T t, b t h w d -> b T h w d")

@@ -8,7 +8,9 @@ Feature handling (paper App. D; probing_spec.md, section 6):
   depth           time resampled to the clip's frame count; the head decodes every frame alone
                   (a pixel subsample while training, every pixel once in eval mode).
   camera pose     first and last latent frames concatenated along channels.
-  point / box     time resampled to the clip's frame count (App. D.5-D.6).
+  point / box     time resampled to the clip's frame count (App. D.5-D.6); for the matching
+                  readout the features keep t' frames and the head resamples its tracks
+                  with the same (T, t') weights (readouts/matching.py).
 Time is resampled on the backbone's own temporal layout: the probe engine puts the frame spans
 each feature frame covers into the batch as `feature_spans` (b, t', 2) [start, stop)
 (backbones/base.py frame_spans; WALT's causal latents: [0, 1), [1, 5), ...; I-WALT on route
@@ -21,7 +23,8 @@ the paper's head, sized by `head_kwargs` (a bound factory brings its own setting
   classification  make_head(D, num_classes, num_frames=T) -> logits (b, k)   [AttentiveReadout]
   depth           make_head(D, output_size) -> depth dict as DepthReadout     [DepthReadout]
   camera pose     make_head(D) -> pose dict as PoseReadout                    [PoseReadout]
-  point / box     make_head(D, 'points' | 'boxes') -> dict as TrackingReadout [TrackingReadout]
+  point / box     make_head(D, 'points' | 'boxes') -> dict as TrackingReadout [TrackingReadout];
+                  head_kwargs {'readout': 'matching', ...} picks MatchingTrackReadout instead
 
 Every function bound into a Task is a module-level function (through functools.partial) so a
 Task pickles, e.g. into a worker process.
@@ -42,8 +45,9 @@ from readouts.attentive import AttentiveReadout
 from readouts.depth import DepthReadout
 from readouts.layers import image_hw
 from readouts.pose import PoseReadout, first_last_frames
-from readouts.resample import resize_time
+from readouts.resample import resize_time, time_weights
 from readouts.tapvid import RASTER, query_to_raster, to_raster
+from readouts.matching import RESAMPLE as MATCHING_RESAMPLE, MatchingTrackReadout
 from readouts.tracking import VISIBILITY_RULES, TrackingReadout, predicted_visible
 from tasks.task import Batch, Task
 
@@ -81,9 +85,8 @@ def _target(batch: Batch, key: str, like: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(batch[key]).to(like.device)
 
 
-def _resample(x: torch.Tensor, batch: Batch, num_frames: int) -> torch.Tensor:
-    """(b, t', h, w, D) -> (b, num_frames, h, w, D) on the batch's `feature_spans` (one layout
-    per batch: its clips share a length), uniformly when the batch has none."""
+def _spans(batch: Batch) -> torch.Tensor | None:
+    """The batch's `feature_spans` (t', 2) (one layout per batch: its clips share a length)."""
     spans = batch.get("feature_spans") if hasattr(batch, "get") else None
     if spans is not None:
         # One small copy to the host (a batch on the GPU brings its spans along); the check and
@@ -93,7 +96,31 @@ def _resample(x: torch.Tensor, batch: Batch, num_frames: int) -> torch.Tensor:
             raise ValueError("examples of one batch have different feature_spans; batch clips of "
                              "one length together")
         spans = spans[0]
-    return resize_time(x, num_frames, spans)
+    return spans
+
+
+def _resample(x: torch.Tensor, batch: Batch, num_frames: int) -> torch.Tensor:
+    """(b, t', h, w, D) -> (b, num_frames, h, w, D) on the batch's `feature_spans`, uniformly
+    when the batch has none."""
+    return resize_time(x, num_frames, _spans(batch))
+
+
+def _track_features(x: torch.Tensor, batch: Batch, num_frames: int, resample: str) -> tuple:
+    """Tracking heads' features: resampled to num_frames (resample 'features'), or left at t'
+    frames with the (num_frames, t') time weights for a head that resamples its tracks
+    ('tracks': MatchingTrackReadout)."""
+    x = _features(x)
+    if resample == "features":
+        return (_resample(x, batch, num_frames),)
+    return x, time_weights(x.shape[1], num_frames, _spans(batch), dtype=x.dtype, device=x.device)
+
+
+def _track_resampling(head_kwargs: dict | None, make_head: Callable | None) -> str:
+    """'tracks' when the head is the matching readout resampling its tracks, else 'features'."""
+    kwargs = dict(head_kwargs or {})
+    if make_head is None and kwargs.get("readout") == "matching":
+        return kwargs.get("resample", MATCHING_RESAMPLE)
+    return "features"
 
 
 # ---- classification -----------------------------------------------------------------------
@@ -243,12 +270,14 @@ def _make_pose(feature_dim: int, *, head_kwargs: dict, make_head: Callable | Non
 
 # ---- point tracks -------------------------------------------------------------------------
 
-def _point_inputs(x: torch.Tensor, batch: Batch, *, image_size, num_frames: int) -> tuple:
+def _point_inputs(x: torch.Tensor, batch: Batch, *, image_size, num_frames: int,
+                  resample: str = "features") -> tuple:
     height, width = image_size
     query = _target(batch, "query_points", x).float()                 # (b, q, [t, y, x])
     xy = torch.stack([query[..., 2] / width, query[..., 1] / height], dim=-1)
     frames = _frames(batch, "target_points", 2, num_frames)
-    return _resample(_features(x), batch, frames), xy, query[..., 0].round().long()
+    feats, *weights = _track_features(x, batch, frames, resample)
+    return (feats, xy, query[..., 0].round().long(), *weights)
 
 
 def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
@@ -258,7 +287,9 @@ def _point_loss(preds: dict, batch: Batch, *, image_size) -> torch.Tensor:
     target = target / target.new_tensor([width, height])
     query_frames = _target(batch, "query_points", values)[..., 0].round().long()
     return losses.point_track_loss(values, preds["logits"], target,
-                                   _target(batch, "occluded", values).bool(), query_frames)
+                                   _target(batch, "occluded", values).bool(), query_frames,
+                                   match_logits=preds.get("match_logits"),
+                                   match_frames=preds.get("match_frames"))
 
 
 def _point_unpack(preds, batch, *, image_size, visibility_rule: str = "certainty"):
@@ -276,7 +307,8 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
     """MooG point tracking; metric average_jaccard (TAP-Vid; higher is better).
 
     image_size: int or (H, W) of the clip raster the item coordinates are in.
-    head_kwargs: TrackingReadout sizes. query_mode: TAP-Vid's 'first' (the paper's: queries
+    head_kwargs: the tracking head's settings: TrackingReadout sizes, or {'readout': 'matching',
+    ...} for MatchingTrackReadout (readouts/matching.py). query_mode: TAP-Vid's 'first' (the paper's: queries
     are first visible points, earlier frames discarded) or 'strided'.
     visibility_rule: how predicted occlusion is scored (readouts.tracking.predicted_visible):
     'certainty' (the paper's) or 'visibility'.
@@ -290,7 +322,8 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
         make_head=functools.partial(_make_tracking, kind="points",
                                     head_kwargs=dict(head_kwargs or {}),
                                     make_head=make_head),
-        head_inputs=functools.partial(_point_inputs, image_size=size, num_frames=num_frames),
+        head_inputs=functools.partial(_point_inputs, image_size=size, num_frames=num_frames,
+                                      resample=_track_resampling(head_kwargs, make_head)),
         loss=functools.partial(_point_loss, image_size=size),
         new_accumulator=functools.partial(
             _new_accumulator, functools.partial(TapVidAccumulator, query_mode),
@@ -298,18 +331,32 @@ def point_tracks(name: str, datasets: Mapping[str, Any], *, image_size, num_fram
         metric="average_jaccard", higher_is_better=True)
 
 
+# Tracking heads head_kwargs['readout'] selects: 'moog' the paper's recurrent head (default),
+# 'matching' the study's non-recurrent matcher (readouts/matching.py, results/controls/).
+TRACKING_READOUTS = {"moog": TrackingReadout, "matching": MatchingTrackReadout}
+
+
 def _make_tracking(feature_dim: int, *, kind: str, head_kwargs: dict,
                    make_head: Callable | None = None):
     if make_head is not None:
         return make_head(feature_dim, kind)
-    return TrackingReadout(feature_dim, kind, **head_kwargs)
+    kwargs = dict(head_kwargs)
+    readout = kwargs.pop("readout", "moog")
+    if readout not in TRACKING_READOUTS:
+        raise ValueError(f"head_kwargs['readout'] must be one of {sorted(TRACKING_READOUTS)}; "
+                         f"received '{readout}'")
+    return TRACKING_READOUTS[readout](feature_dim, kind, **kwargs)
 
 
 # ---- box tracks ---------------------------------------------------------------------------
 
-def _box_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int) -> tuple:
+def _box_inputs(x: torch.Tensor, batch: Batch, *, num_frames: int,
+                resample: str = "features") -> tuple:
     boxes = _target(batch, "boxes", x).float()                        # (b, n, T, 4)
-    return _resample(_features(x), batch, _frames(batch, "boxes", 2, num_frames)), boxes[:, :, 0]
+    feats, *weights = _track_features(x, batch, _frames(batch, "boxes", 2, num_frames), resample)
+    if weights:
+        return feats, boxes[:, :, 0], None, *weights
+    return feats, boxes[:, :, 0]
 
 
 def _box_targets(preds: dict, batch: Batch):
@@ -333,14 +380,15 @@ def box_tracks(name: str, datasets: Mapping[str, Any], *, num_frames: int = 17,
                head_kwargs: dict | None = None, make_head: Callable | None = None) -> Task:
     """MooG box tracking from first-frame boxes; metric mean_iou excluding frame 0 (higher is better).
 
-    head_kwargs: TrackingReadout sizes.
+    head_kwargs: as point_tracks ({'readout': 'matching', ...} picks the matching readout).
     """
     return Task(
         name=name, datasets=datasets,
         make_head=functools.partial(_make_tracking, kind="boxes",
                                     head_kwargs=dict(head_kwargs or {}),
                                     make_head=make_head),
-        head_inputs=functools.partial(_box_inputs, num_frames=num_frames),
+        head_inputs=functools.partial(_box_inputs, num_frames=num_frames,
+                                      resample=_track_resampling(head_kwargs, make_head)),
         loss=_box_loss,
         new_accumulator=functools.partial(_new_accumulator, BoxIoUAccumulator, _box_unpack),
         metric="mean_iou", higher_is_better=True)
