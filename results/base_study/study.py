@@ -94,8 +94,7 @@ SCALES = {
                "Backbone.dtype = 'float32'",
                "ATTENTIVE = {'width': 32, 'num_heads': 2}",
                "DEPTH_HEAD = {'qkv_size': 32, 'num_heads': 2, 'mlp_size': 32, 'token_position_bases': 8}",
-               "TRACK_HEAD = {'latent_size': 16, 'qkv_size': 32, 'num_heads': 2, 'mlp_size': 32, "
-               "'num_layers': 1, 'token_position_bases': 8, 'from_query': True}"],
+               "TRACK_HEAD = {'readout': 'matching', 'key_dim': 8, 'hidden': 16, 'window': 0, 'locality': 0.2}"],
         grid_blocks=[0, 2, 4], grid_t=[0, 200], seeds=[0, 1], workers=2, compile_tracking=False,
         render_device="cpu", walt_export="walt_tiny_{variant}"),
 }
