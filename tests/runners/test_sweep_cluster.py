@@ -35,7 +35,7 @@ GIN = """
 include 'experiments/smoke_tiny.gin'
 SyntheticMotionActions.num_train = 8
 SyntheticMotionActions.num_val = 4
-STEPS = 30
+STEPS = 1500
 Probe.batch_size = 4
 Probe.eval_batch_size = 4
 Probe.use_cache = True
@@ -144,8 +144,10 @@ def test_sweep_survives_a_lost_node(tmp_path, synthetic_cache):
                                   cwd=tmp_path, env={**env, "RAY_ADDRESS": cluster.address},
                                   stdout=open(log, "w"), stderr=subprocess.STDOUT)
         deadline = time.time() + 600
+        # 1,500 readout steps keep a pinned trial running for seconds: with 30 the window between
+        # its trial.json and its metrics.json fell under this poll's interval on idle cores.
         while not _running_pinned(exp) and driver.poll() is None and time.time() < deadline:
-            time.sleep(0.5)
+            time.sleep(0.1)
         assert driver.poll() is None, log.read_text()[-3000:]
         running_before = {t.parent.name for t in exp.glob("trials/*/trial.json")
                           if not (t.parent / "metrics.json").exists()}
