@@ -121,7 +121,6 @@ class HFEncoderBackbone(torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def model_resolution(self) -> tuple[int, int]:
         """(H, W) the model was trained at (its config)."""
-        raise NotImplementedError
 
     @property
     def model_frames(self) -> int | None:
@@ -132,22 +131,18 @@ class HFEncoderBackbone(torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def layers(self) -> torch.nn.ModuleList:
         """The model's blocks, in order (block i = output of layers[i - 1])."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def embed(self, pixels: Tensor) -> Tensor:
         """Model pixels -> embedding output tokens (B, n, D), extra tokens first."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def run_layer(self, layer: torch.nn.Module, hidden: Tensor) -> Tensor:
         """One block, called exactly as the library's encoder loop calls it."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def check_resolution(self, height: int, width: int) -> None:
         """Raise ClipShapeError (naming the nearest valid size) for a size the model cannot take."""
-        raise NotImplementedError
 
     def check_frames(self, frames: int) -> None:
         """Video encoders: raise ClipShapeError for a frame count the model cannot take."""
@@ -165,7 +160,7 @@ class HFEncoderBackbone(torch.nn.Module, abc.ABC):
     @property
     @abc.abstractmethod
     def size(self) -> str:
-        raise NotImplementedError
+        """The published size's short name (e.g. 'vitb14'), part of the backbone's name."""
 
     @property
     def name(self) -> str:

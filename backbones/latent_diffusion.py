@@ -186,31 +186,30 @@ class LatentDiffusionBackbone(nn.Module, abc.ABC):
     # ----------------------------------------------------------------- subclass interface
     @abc.abstractmethod
     def blocks_of(self) -> dict[int, nn.Module]:
-        raise NotImplementedError
+        """{block index: module} whose outputs the hooks capture: 0 = the input embedding, then the blocks in order."""
 
     @abc.abstractmethod
     def _run(self, z_t: Tensor, t: Tensor) -> None:
         """z_t: (b, z, t, h, w) in the model dtype; t: (b,) long. Calls the library forward."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def _to_grid(self, block: int, h: Tensor, b: int, frames: int, hw: tuple[int, int]) -> Tensor:
-        raise NotImplementedError
+        """A captured block output h -> (b, frames, h', w', D), the family's own layout undone with einops."""
 
     def _check_frames(self, frames: int) -> None:
         """Video arms: raise ClipShapeError for a frame count the model cannot take."""
 
     @abc.abstractmethod
     def _resolution_multiple(self) -> int:
-        raise NotImplementedError
+        """Pixels per latent-grid cell the model's height and width must be a multiple of."""
 
     @abc.abstractmethod
     def _weights_dirs(self) -> list[Path]:
-        raise NotImplementedError
+        """The weight folders whose digests enter the fingerprint."""
 
     @abc.abstractmethod
     def _configs(self) -> dict:
-        raise NotImplementedError
+        """The library configs (VAE, denoiser, scheduler) that enter the fingerprint."""
 
     # ----------------------------------------------------------------- the contract
     @property

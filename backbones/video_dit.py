@@ -205,41 +205,36 @@ class VideoDiT(abc.ABC):
     # ---- filled in by each family ----
     @abc.abstractmethod
     def inner_dim(self) -> int:
-        raise NotImplementedError
+        """Width D of the transformer's hidden states (the features' last axis)."""
 
     @abc.abstractmethod
     def check_clip(self, video: Tensor) -> None:
-        raise NotImplementedError
+        """Raise ClipShapeError (naming the nearest valid shape) for a clip the model cannot take."""
 
     @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:
         """(b, 3, T, H, W) in [-1, 1] (VAE dtype) -> z0 (b, z, t, h, w) float32, normalised."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def add_noise(self, z0: Tensor, eps: Tensor, t: Tensor) -> Tensor:
         """z0, eps: (b, z, t, h, w) float32; t: (b,) long native index -> z_t float32."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def noise_level(self, t) -> NoiseLevel:
-        raise NotImplementedError
+        """The noise level of native index t: native value, log-SNR and the WALT-equivalent t."""
 
     @abc.abstractmethod
     def transformer_call(self, zt: Tensor, t: Tensor) -> Callable[[], object]:
         """A closure calling the library transformer's forward on noised latents (model dtype)."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def tokens_to_grid(self, tokens: Tensor, latent_shape: tuple[int, ...]) -> Tensor:
         """(b, n, D) video tokens -> (b, t', h', w', D)."""
-        raise NotImplementedError
 
     @abc.abstractmethod
     def temporal_layout(self) -> tuple[int, int]:
         """(f, pt): the causal VAE encodes frame 0 alone and then f frames per latent frame; the
         transformer's temporal patch joins pt latent frames into one token frame."""
-        raise NotImplementedError
 
     # ---- the temporal layout ----
     def feature_spans(self, num_frames: int) -> Tensor:
