@@ -61,8 +61,8 @@ from einops import einsum, rearrange, repeat
 from torch import nn
 
 from readouts.layers import LN_EPS, Mlp, check_activations, lecun_init_
+from readouts.tracking import COORDS, check_queries
 
-COORDS = {"points": 2, "boxes": 4}
 # Where the 5 -> 17 (t' -> T) time resampling happens: 'tracks' matches on the t' feature frames
 # and resamples the tracks and logits (the task passes the time weights; see the module
 # docstring); 'features' takes features already resampled to T frames, as TrackingReadout.
@@ -294,12 +294,7 @@ class MatchingTrackReadout(nn.Module):
         if time_weights is not None and time_weights.shape[1] != x.shape[1]:
             raise ValueError(f"time_weights {tuple(time_weights.shape)} do not map the "
                              f"{x.shape[1]} feature frames; expected (T, {x.shape[1]})")
-        coords = COORDS[self.kind]
-        if queries.ndim != 3 or queries.shape[0] != x.shape[0] or queries.shape[-1] != coords:
-            raise ValueError(f"{type(self).__name__}({self.kind}): queries must be "
-                             f"(b={x.shape[0]}, q, {coords}); received {tuple(queries.shape)}")
-        if query_frames is None:
-            query_frames = queries.new_zeros(queries.shape[:2], dtype=torch.long)
+        query_frames = check_queries(self, x, queries, query_frames)
         queries = queries.to(x.dtype)
         # 1.
         keys = self.keys(x)

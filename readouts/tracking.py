@@ -98,12 +98,7 @@ class TrackingReadout(nn.Module):
     def forward(self, x: torch.Tensor, queries: torch.Tensor,
                 query_frames: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         check_activations(x, self.feature_dim, head=type(self).__name__)
-        coords = COORDS[self.kind]
-        if queries.ndim != 3 or queries.shape[0] != x.shape[0] or queries.shape[-1] != coords:
-            raise ValueError(f"{type(self).__name__}({self.kind}): queries must be "
-                             f"(b={x.shape[0]}, q, {coords}); received {tuple(queries.shape)}")
-        if query_frames is None:
-            query_frames = queries.new_zeros(queries.shape[:2], dtype=torch.long)
+        query_frames = check_queries(self, x, queries, query_frames)
         # 1.
         z0 = self.init_mlp(fourier_features(queries.to(x.dtype), self.num_fourier_bases))
         grid = x.shape[2:4]
@@ -136,6 +131,20 @@ class TrackingReadout(nn.Module):
 
 
 VISIBILITY_RULES = ("certainty", "visibility")
+
+
+def check_queries(head, x: torch.Tensor, queries: torch.Tensor,
+                  query_frames: torch.Tensor | None) -> torch.Tensor:
+    """Checks a tracking head's queries against its features x (b, t, h, w, D): queries must be
+    (b, q, 2) points or (b, q, 4) boxes (head.kind); returns query_frames, (b, q) long zeros
+    (every track starts in frame 0) when None."""
+    coords = COORDS[head.kind]
+    if queries.ndim != 3 or queries.shape[0] != x.shape[0] or queries.shape[-1] != coords:
+        raise ValueError(f"{type(head).__name__}({head.kind}): queries must be "
+                         f"(b={x.shape[0]}, q, {coords}); received {tuple(queries.shape)}")
+    if query_frames is None:
+        query_frames = queries.new_zeros(queries.shape[:2], dtype=torch.long)
+    return query_frames
 
 
 def predicted_visible(logits: torch.Tensor, threshold: float = 0.5,
