@@ -2,6 +2,8 @@
 one readout step of each head kind on 40m-sized features: what sizes the study's step counts.
 
   python results/base_study/calibrate.py --out calib.json [--tok_batch 32 64] [--walt_batch 256]
+  python results/base_study/calibrate.py --out small.json --skip_tokenizer --walt_size small \
+      --latent_channels 8 --walt_batch 64 512 --compile 1      # the shipped `small` recipe
 
 Per model: seconds per step (after warm-up and compilation), compile time, FLOPs per step
 (FlopCounterMode, forward + backward; WALT adds the expected self-conditioning forward) and
@@ -58,6 +60,9 @@ def main() -> None:
     ap.add_argument("--walt_batch", type=int, nargs="*", default=[256])
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--compile", type=int, default=1)
+    ap.add_argument("--walt_size", default="40m", help="a WALT size ('small': the shipped recipe's)")
+    ap.add_argument("--latent_channels", type=int, default=16, help="16: the 'study' tokenizer; 8: 'small'")
+    ap.add_argument("--skip_tokenizer", action="store_true")
     args = ap.parse_args()
     from pretrain_throughput import measure_bf16_peak
     from pretraining.artifacts import count_training_flops
@@ -70,7 +75,7 @@ def main() -> None:
     out = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "peak_bf16_tflops": measure_bf16_peak()}
     peak = out["peak_bf16_tflops"] * 1e12
     print(json.dumps(out), flush=True)
-    for bs in args.tok_batch:
+    for bs in [] if args.skip_tokenizer else args.tok_batch:
         torch.manual_seed(0)
         tok = Reconstruct(Tokenizer.from_size("study")).to(dev)
         run = torch.compile(tok) if args.compile else tok
@@ -88,9 +93,10 @@ def main() -> None:
     sched = NoiseSchedule("linear", 1000)
     for bs in args.walt_batch:
         torch.manual_seed(0)
-        model = WALT.from_size("40m", variant="video", latent_shape=(5, 8, 8), latent_channels=16).to(dev)
+        model = WALT.from_size(args.walt_size, variant="video", latent_shape=(5, 8, 8),
+                               latent_channels=args.latent_channels).to(dev)
         run = torch.compile(model) if args.compile else model
-        z0 = torch.randn(bs, 16, 5, 8, 8, device=dev)
+        z0 = torch.randn(bs, args.latent_channels, 5, 8, 8, device=dev)
         flags = torch.rand(bs, device=dev) < 0.25
 
         def loss_of(i, m=run, sc=None):
@@ -102,9 +108,9 @@ def main() -> None:
             flops = count_training_flops(lambda: loss_of(1, model, False)) * (1 + 0.5 / 3)
         model.zero_grad(set_to_none=True)
         first, s = timed(train_step(model, loss_of), args.steps)
-        row = {"model": "WALT 40m video", "batch": bs, "first_steps_s": first, "s_per_step": s,
+        row = {"model": f"WALT {args.walt_size} video", "compiled": bool(args.compile), "batch": bs, "first_steps_s": first, "s_per_step": s,
                "tflop_per_step": flops / 1e12, "mfu": flops / s / peak}
-        out[f"walt_b{bs}"] = row
+        out[f"walt_{args.walt_size}_b{bs}_c{args.compile}"] = row
         print(json.dumps(row), flush=True)
         del model, run
         torch.cuda.empty_cache()

@@ -483,6 +483,8 @@ def main(argv=None) -> int:
     ap.add_argument("--grid_t", type=int, nargs="*", default=None)
     ap.add_argument("--parallel_pretrain", type=int, default=1,
                     help="1: pretrain I-WALT and V-WALT as two processes at once (one device)")
+    ap.add_argument("--compile_tracking", type=int, default=None,
+                    help="1/0: CUDA-graph the tracking heads or not (default: the scale's setting)")
     ap.add_argument("--probe_binding", action="append", default=[],
                     help="extra gin binding for every probe (e.g. 'STEPS = 500')")
     ap.add_argument("--pretrain_binding", action="append", default=[],
@@ -494,6 +496,8 @@ def main(argv=None) -> int:
         st.s["grid_blocks"] = args.grid_blocks
     if args.grid_t:
         st.s["grid_t"] = args.grid_t
+    if args.compile_tracking is not None:
+        st.s["compile_tracking"] = bool(args.compile_tracking)
     st.s["probe"] = [*st.s["probe"], *args.probe_binding]
     st.s["pretrain"] = [*st.s["pretrain"], *args.pretrain_binding]
     write_json(st.root / "settings.json", {"argv": sys.argv, "scale": st.scale, "settings": st.s})

@@ -204,3 +204,31 @@ def test_task_kinds_select_and_train_the_matcher(kind):
     with pytest.raises(ValueError, match="head_kwargs\\['readout'\\] must be one of"):
         kinds.point_tracks("p", {"train": []}, image_size=size,
                            head_kwargs={"readout": "recurrent"}).make_head(24)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_head_trains_on_cuda_under_cuda_graphs():
+    """The base study compiles tracking heads with mode 'reduce-overhead' (CUDA graphs): the
+    matcher at the study's shapes (d = 512, 5 x 8 x 8 tokens, 17 clip frames, bf16 autocast)
+    trains there, and its compiled forward equals the eager one."""
+    from probing.probe import compiled
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    head = MatchingTrackReadout(512, "points", key_dim=32, hidden=64, window=0, locality=0.2).to(dev)
+    run = compiled(head, "reduce-overhead")
+    x, queries = torch.randn(8, 5, 8, 8, 512, device=dev), torch.rand(8, 16, 2, device=dev)
+    weights = time_weights(5, 17).to(dev)
+    target = queries[:, :, None].expand(-1, -1, 17, -1)
+    opt = torch.optim.AdamW(head.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(6):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = (run(x, queries, None, weights)["values"].float() - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))), losses
+    with torch.no_grad():
+        torch.testing.assert_close(run(x, queries, None, weights)["values"],
+                                   head(x, queries, None, weights)["values"], atol=1e-4, rtol=1e-4)

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The base study's run on a lent GPU machine whose files vanish when the session ends: the whole
+# pipeline starts detached (setsid) and logs to disk, short calls poll it, and one call packs
+# what is worth keeping (results, logs, run records; no checkpoints, caches or renders).
+#
+#   bash results/base_study/device_session.sh start ROOT [study.py flags...]
+#   bash results/base_study/device_session.sh poll  ROOT [seconds to wait first]
+#   bash results/base_study/device_session.sh pack  ROOT OUT_DIR
+#
+# start: copies the tree to ROOT/code (a later call's fresh checkout cannot disturb the run),
+# then in the background: the CUDA-only tests of the probe path (tracking heads under CUDA
+# graphs, span resampling), `study.py --root ROOT` (every stage), and, once both WALT runs are
+# pretrained, `bitwise.py` (the pretraining recipes twice each, deterministic, sha256 compared)
+# on the same GPU (BITWISE_ARGS: extra bitwise.py flags). Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
+set -uo pipefail
+cmd=${1:?start, poll or pack}
+root=${2:?ROOT}
+shift 2
+here=$(cd "$(dirname "$0")/../.." && pwd)
+
+case $cmd in
+  start)
+    mkdir -p "$root"
+    root=$(cd "$root" && pwd)
+    rm -rf "$root/code" && mkdir -p "$root/code"
+    (cd "$here" && tar cf - --exclude=./.git --exclude=./runs . | tar xf - -C "$root/code")
+    printf '%q ' "$@" > "$root/study_flags"
+    setsid bash -c "
+      cd '$root/code'
+      export PYTHONUNBUFFERED=1
+      echo \"\$(date +%T) session start\" >> '$root/session.log'
+      python -m pytest -q -p no:cacheprovider tests/readouts/test_matching.py tests/readouts/test_resample_spans.py \
+        -k cuda > '$root/cuda_tests.log' 2>&1 &
+      (
+        while [ ! -f '$root/done/iwalt' ] || [ ! -f '$root/done/vwalt' ]; do
+          sleep 10
+          pgrep -f 'base_study/[s]tudy.py' > /dev/null || exit 0
+        done
+        echo \"\$(date +%T) bitwise start\" >> '$root/session.log'
+        nice -n 5 python results/base_study/bitwise.py --root '$root/bitwise' --steps 60 \
+          --pool '$root/pool' ${BITWISE_ARGS:-} > '$root/bitwise.log' 2>&1
+        echo \"\$(date +%T) bitwise exit \$?\" >> '$root/session.log'
+      ) &
+      bash results/base_study/run.sh '$root' $(cat "$root/study_flags")
+      echo \"\$(date +%T) study exit \$?\" >> '$root/session.log'
+      wait
+      echo \"\$(date +%T) session end\" >> '$root/session.log'
+    " > "$root/session.out" 2>&1 < /dev/null &
+    echo "started; poll with: bash results/base_study/device_session.sh poll $root" ;;
+  poll)
+    sleep "${1:-0}"
+    echo "== session.log"; cat "$root/session.log" 2>/dev/null
+    echo "== study.log (tail)"; tail -n 25 "$root/study.log" 2>/dev/null
+    echo "== cuda tests"; tail -n 3 "$root/cuda_tests.log" 2>/dev/null
+    echo "== bitwise"; tail -n 6 "$root/bitwise.log" 2>/dev/null
+    echo "== probes: $(ls "$root"/probes/*/result.json 2>/dev/null | wc -l) results, failed: \
+$(grep -l '"status": "failed"' "$root"/probes/*/result.json 2>/dev/null | wc -l)"
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null
+    uptime ;;
+  pack)
+    out=${1:?OUT_DIR}
+    mkdir -p "$out"
+    (cd "$root" && tar czf "$out/study_run.tgz" --exclude='*.safetensors' --exclude='*.pt' \
+      --exclude='*.ckpt' --exclude='./pool' --exclude='./synthetic' --exclude='./cache' \
+      --exclude='./code' --exclude='*/checkpoints' --exclude='./bitwise/pool' .)
+    ls -la "$out" ;;
+  *)
+    echo "device_session.sh: unknown command '$cmd' (start, poll or pack)" >&2; exit 2 ;;
+esac
