@@ -57,6 +57,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from einops import einsum, rearrange, repeat
 from torch import nn
 
@@ -155,6 +156,34 @@ def match(keys: torch.Tensor, descriptors: torch.Tensor, scale: torch.Tensor | f
     return {"xy": xy, "peak": peak, "matched": matched, "logits": logits}
 
 
+def match_in_chunks(keys: torch.Tensor, descriptors: torch.Tensor, scale: torch.Tensor | float,
+                    window: int = 0, prior: torch.Tensor | None = None, *, chunk: int = 0,
+                    recompute: bool = False, keep_logits: bool = True) -> dict[str, torch.Tensor]:
+    """`match`, `chunk` queries at a time (0: all at once): the same values, less memory.
+
+    The per-pixel tensors of `match` are (b, q, T, H, W): at the base study's shapes (b = 64,
+    q = 64 points or 16 boxes x 9, T = 5, 64 x 64 pixels) each is 84-189M numbers, and autograd
+    keeps several of them per step. With recompute (training), each chunk's intermediates are
+    not kept but recomputed in the backward pass (torch.utils.checkpoint), so a step holds one
+    chunk's; keep_logits False drops the (b, q, T, H, W) scores from the result (only the
+    matching loss reads them).
+    """
+    num = descriptors.shape[1]
+    size = num if chunk <= 0 else chunk
+    parts = []
+    for start in range(0, num, size):
+        part = (keys, descriptors[:, start:start + size], scale, window,
+                None if prior is None else prior[:, start:start + size])
+        out = (torch.utils.checkpoint.checkpoint(match, *part, use_reentrant=False) if recompute
+               else match(*part))
+        if not keep_logits:
+            out.pop("logits")
+        parts.append(out)
+    if len(parts) == 1:
+        return parts[0]
+    return {name: torch.cat([p[name] for p in parts], dim=1) for name in parts[0]}
+
+
 def box_points(boxes: torch.Tensor, grid: int) -> torch.Tensor:
     """(b, n, 4) [x0, y0, x1, y1] -> (b, n, grid * grid, 2) points at the centres of a
     grid x grid tiling of each box, row-major ([x, y])."""
@@ -206,6 +235,10 @@ class MatchingTrackReadout(nn.Module):
     resample: 'tracks' (x holds the t' feature frames and forward takes the (T, t') time
     weights) or 'features' (x already has the clip's T frames; no weights). locality: initial
     width (normalised units, learned) of the Gaussian prior around the query; 0 = no prior.
+    query_chunk: match this many tracked points at a time (`match_in_chunks`; 0 = all at once).
+    recompute: in training, keep neither the per-pixel keys' intermediates nor each chunk's
+    matching tensors for the backward pass but recompute them there (torch.utils.checkpoint).
+    Both change memory, not values (benchmarks/results/matching_memory.md).
     forward(x (b, t', h, w, D), queries (b, q, 2|4), query_frames (b, q) long in [0, T) or
     None = all 0, time_weights (T, t') or None) -> {'values': (b, q, T, 2|4) in [0, 1],
     'logits': (b, q, T, 2) [visibility, certainty]} (boxes: the mean logits of the box's points).
@@ -214,7 +247,7 @@ class MatchingTrackReadout(nn.Module):
     def __init__(self, feature_dim: int, kind: str = "points", *, key_dim: int = 32,
                  hidden: int = 64, patch: int = 8, window: int = 0, temperature: float = 0.05,
                  box_grid: int = 3, box_scale: bool = False, resample: str = RESAMPLE,
-                 locality: float = 0.2):
+                 locality: float = 0.2, query_chunk: int = 16, recompute: bool = True):
         super().__init__()
         if resample not in RESAMPLES:
             raise ValueError(f"resample must be one of {RESAMPLES}; received '{resample}'")
@@ -226,6 +259,9 @@ class MatchingTrackReadout(nn.Module):
                              f"window={window}, box_grid={box_grid}, temperature={temperature}")
         self.feature_dim, self.kind, self.patch = feature_dim, kind, patch
         self.window, self.box_grid, self.box_scale = window, box_grid, box_scale
+        if query_chunk < 0:
+            raise ValueError(f"query_chunk must be >= 0 (0 = all queries at once); received {query_chunk}")
+        self.query_chunk, self.recompute = query_chunk, recompute
         # 1. keys
         self.norm_in = nn.LayerNorm(feature_dim, eps=LN_EPS)
         self.unpatchify = nn.Linear(feature_dim, patch * patch * key_dim)
@@ -263,7 +299,10 @@ class MatchingTrackReadout(nn.Module):
             centres = pixel_centres(*keys.shape[2:4], like=keys)
             dist2 = (centres[None, None] - points[:, :, None, None]).square().sum(-1)
             prior = -dist2 / (2 * torch.exp(2 * self.log_locality))
-        out = match(keys, descriptors, self.log_scale.exp(), self.window, prior)
+        grad = self.training and torch.is_grad_enabled()
+        out = match_in_chunks(keys, descriptors, self.log_scale.exp(), self.window, prior,
+                              chunk=self.query_chunk, recompute=grad and self.recompute,
+                              keep_logits=self.training)
         result = {"descriptors": descriptors}
         if self.training:
             # For the matching loss (losses.match_loss): the scores, and the clip frame each
@@ -297,7 +336,10 @@ class MatchingTrackReadout(nn.Module):
         query_frames = check_queries(self, x, queries, query_frames)
         queries = queries.to(x.dtype)
         # 1.
-        keys = self.keys(x)
+        if self.recompute and self.training and torch.is_grad_enabled():
+            keys = torch.utils.checkpoint.checkpoint(self.keys, x, use_reentrant=False)
+        else:
+            keys = self.keys(x)
         if self.kind == "points":
             # 2-4.
             out = self.track(keys, queries, query_frames, time_weights)

@@ -49,7 +49,8 @@ def pretrain(root: Path, name: str, gin_file: str, bindings: list[str]) -> dict:
     t0 = time.time()
     with open(root / f"{name}.log", "w") as fh:
         proc = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                  [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])})
     if proc.returncode:
         tail = "".join(open(root / f"{name}.log").readlines()[-20:])
         raise RuntimeError(f"bitwise: run {name} failed (exit {proc.returncode}):\n{tail}")

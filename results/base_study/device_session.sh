@@ -24,7 +24,8 @@ case $cmd in
     root=$(cd "$root" && pwd)
     rm -rf "$root/code" && mkdir -p "$root/code"
     (cd "$here" && tar cf - --exclude=./.git --exclude=./runs . | tar xf - -C "$root/code")
-    printf '%q ' "$@" > "$root/study_flags"
+    : > "$root/study_flags"
+    [ $# -gt 0 ] && printf '%q ' "$@" > "$root/study_flags"
     setsid bash -c "
       cd '$root/code'
       export PYTHONUNBUFFERED=1
@@ -32,6 +33,7 @@ case $cmd in
       python -m pytest -q -p no:cacheprovider tests/readouts/test_matching.py tests/readouts/test_resample_spans.py \
         -k cuda > '$root/cuda_tests.log' 2>&1 &
       (
+        [ '${BITWISE:-1}' = 1 ] || exit 0
         while [ ! -f '$root/done/iwalt' ] || [ ! -f '$root/done/vwalt' ]; do
           sleep 10
           pgrep -f 'base_study/[s]tudy.py' > /dev/null || exit 0
@@ -39,10 +41,10 @@ case $cmd in
         echo \"\$(date +%T) bitwise start\" >> '$root/session.log'
         nice -n 5 python results/base_study/bitwise.py --root '$root/bitwise' --steps 60 \
           --pool '$root/pool' ${BITWISE_ARGS:-} > '$root/bitwise.log' 2>&1
-        echo \"\$(date +%T) bitwise exit \$?\" >> '$root/session.log'
+        rc=\$?; echo \"\$(date +%T) bitwise exit \$rc\" >> '$root/session.log'
       ) &
       bash results/base_study/run.sh '$root' $(cat "$root/study_flags")
-      echo \"\$(date +%T) study exit \$?\" >> '$root/session.log'
+      rc=\$?; echo \"\$(date +%T) study exit \$rc\" >> '$root/session.log'
       wait
       echo \"\$(date +%T) session end\" >> '$root/session.log'
     " > "$root/session.out" 2>&1 < /dev/null &
@@ -60,6 +62,9 @@ $(grep -l '"status": "failed"' "$root"/probes/*/result.json 2>/dev/null | wc -l)
   pack)
     out=${1:?OUT_DIR}
     mkdir -p "$out"
+    # The checkpoints stay behind (too large to carry): their digests come back.
+    (cd "$root" && find tokenizer iwalt vwalt bitwise -path '*/export/*.safetensors' 2>/dev/null \
+      | sort | xargs -r sha256sum > checkpoints_sha256_device.txt)
     (cd "$root" && tar czf "$out/study_run.tgz" --exclude='*.safetensors' --exclude='*.pt' \
       --exclude='*.ckpt' --exclude='./pool' --exclude='./synthetic' --exclude='./cache' \
       --exclude='./code' --exclude='*/checkpoints' --exclude='./bitwise/pool' .)

@@ -76,8 +76,13 @@ SCALES = {
     "full": dict(
         # Features stay on the host: 14 workers each holding their splits on the GPU (10-16 GB
         # each) ran an H200 out of memory (results/base_study/logs/probes_first_attempt_oom.log).
+        # Tracking heads run eager: under CUDA graphs ('reduce-overhead', worth 8x for the
+        # MooG head's chains of small kernels) each captured shape keeps its own memory pool,
+        # and run 3's matcher probes reached 28 GB each and ran the GPU out of memory with 8
+        # workers (run3/tables.md). The matcher is a few large einsums; --compile_tracking 1
+        # restores the graphs.
         pretrain=[], probe=["Probe.feature_residence = 'host'"], grid_blocks=[4, 8, 12], grid_t=[0, 200],
-        seeds=[0, 1], budget_seeds=[0], workers=10, compile_tracking=True, render_device="cpu",
+        seeds=[0, 1], budget_seeds=[0], workers=10, compile_tracking=False, render_device="cpu",
         walt_export="walt_40m_{variant}"),
     "tiny": dict(
         pretrain=["NUM_CLIPS = 12", "NUM_VAL_CLIPS = 4", "IMAGE_SIZE = 32", "NUM_FRAMES = 9",
@@ -360,15 +365,56 @@ def run_jobs(st: Study, jobs: list[dict], what: str) -> None:
     if not ordered:
         return
     deadline = None if st.deadline_s is None else st.t0 + st.deadline_s
-    args = [(str(st.root), st.scale, st.s["workers"], g, deadline) for g in ordered]
-    if st.s["workers"] <= 1:
+    workers = st.s["workers"]
+    run_pool(st, ordered, workers, deadline)
+    # Probes that ran out of device memory while many shared the GPU get one more try with a
+    # quarter of the workers (run 3 lost 8 tracking probes to it); the first attempt's record
+    # is kept beside the new one (result_attempt1.json).
+    again = out_of_memory_groups(st, todo)
+    if again and workers > 1:
+        for group in again:
+            for j in group:
+                path = st.root / "probes" / j["id"] / "result.json"
+                if path.is_file():
+                    os.replace(path, path.with_name("result_attempt1.json"))
+        st.log(f"{what}: {sum(map(len, again))} probes in {len(again)} groups ran out of device "
+               f"memory; again with {max(1, workers // 4)} workers")
+        run_pool(st, again, max(1, workers // 4), deadline)
+
+
+def run_pool(st: Study, groups: list[list[dict]], workers: int, deadline) -> None:
+    """Whole groups per worker process (spawned: CUDA); in this process for one worker."""
+    args = [(str(st.root), st.scale, workers, g, deadline) for g in groups]
+    if workers <= 1:
         for a in args:
             run_group(a)
         return
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(st.s["workers"], mp_context=ctx) as pool:
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         for _ in pool.map(run_group, args):
             pass
+
+
+OUT_OF_MEMORY = ("out of memory", "OutOfMemoryError")
+
+
+def out_of_memory_groups(st: Study, jobs: list[dict]) -> list[list[dict]]:
+    """The groups (of `jobs`) in which a probe failed for lack of device memory, with their
+    failed probes: after an out-of-memory error the same process's later probes can fail in
+    other ways (a CUDA-graph pool left broken raises an AssertionError), so every failed
+    probe of such a group is retried, and none of a group without one."""
+    failed: dict[str, list] = {}
+    oom = set()
+    for j in jobs:
+        path = st.root / "probes" / j["id"] / "result.json"
+        if not path.is_file():
+            continue
+        res = json.loads(path.read_text())
+        if res.get("status") == "failed":
+            failed.setdefault(group_key(j), []).append(j)
+            if any(m in str(res.get("error", "")) for m in OUT_OF_MEMORY):
+                oom.add(group_key(j))
+    return [failed[g] for g in failed if g in oom]
 
 
 def load_results(st: Study, jobs: list[dict]) -> list[dict]:

@@ -206,6 +206,43 @@ def test_task_kinds_select_and_train_the_matcher(kind):
                            head_kwargs={"readout": "recurrent"}).make_head(24)
 
 
+@pytest.mark.parametrize("kind,coords", [("points", 2), ("boxes", 4)])
+def test_query_chunks_change_memory_not_values(kind, coords):
+    """Matching 3 queries at a time, keys and matches recomputed in the backward pass, gives the
+    values, the matching scores and every parameter gradient of matching all at once, kept."""
+    from readouts.losses import match_loss
+    torch.manual_seed(0)
+    x, queries = torch.randn(2, 3, 4, 4, 24), torch.rand(2, 5, coords) * 0.4
+    if kind == "boxes":
+        queries[..., 2:] += 0.5
+    weights = time_weights(3, 9)
+    grads, outs = [], []
+    for chunk, recompute in ((0, False), (3, True)):
+        torch.manual_seed(1)
+        head = MatchingTrackReadout(24, kind, **HEAD, query_chunk=chunk, recompute=recompute)
+        out = head(x, queries, None, weights)
+        loss = out["values"].sum() + out["logits"].square().sum()
+        if kind == "points":
+            target = torch.rand(2, 5, 3, 2)
+            loss = loss + match_loss(out["match_logits"], target, torch.ones(2, 5, 3, dtype=torch.bool))
+        loss.backward()
+        outs.append(out)
+        grads.append({n: p.grad for n, p in head.named_parameters()})
+    for name in outs[0]:
+        torch.testing.assert_close(outs[1][name], outs[0][name], atol=1e-6, rtol=1e-5)
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], atol=1e-6, rtol=1e-4)
+    with pytest.raises(ValueError, match="query_chunk must be >= 0"):
+        MatchingTrackReadout(24, kind, query_chunk=-1)
+
+
+def test_eval_drops_the_matching_scores():
+    head = MatchingTrackReadout(24, "points", **HEAD).eval()
+    with torch.no_grad():
+        out = head(torch.randn(1, 3, 4, 4, 24), torch.rand(1, 2, 2), None, time_weights(3, 9))
+    assert "match_logits" not in out and out["values"].shape == (1, 2, 9, 2)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_head_trains_on_cuda_under_cuda_graphs():
     """The base study compiles tracking heads with mode 'reduce-overhead' (CUDA graphs): the

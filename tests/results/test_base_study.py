@@ -70,3 +70,35 @@ def test_correlations_use_the_models_own_validation_loss():
     assert i["spearman_val_loss"] == pytest.approx(1.0)                          # images rise
     assert v["spearman_budget"] == pytest.approx(1.0) and 0 <= v["pearson_budget_p"] <= 1
     assert rows[("V-WALT", "motion")]["n_points"] == 0 and "pearson_budget" not in rows[("V-WALT", "motion")]
+
+
+def test_probes_out_of_device_memory_run_again_with_fewer_workers(st, monkeypatch):
+    """A group with an out-of-memory failure is rerun (all its failed probes, also the ones
+    that failed otherwise after it), with a quarter of the workers; the first record is kept.
+    A group whose probe failed for another reason is not retried."""
+    jobs = S.make_jobs([("I-WALT", "final", "box_tracks", 8, 0, s) for s in (0, 1)]
+                       + [("V-WALT", "final", "pose", 8, 0, 0), ("V-WALT", "final", "depth", 8, 0, 0)])
+    errors = {jobs[0]["id"]: "OutOfMemoryError: CUDA out of memory. Tried to allocate 3.74 GiB",
+              jobs[1]["id"]: "AssertionError: ", jobs[2]["id"]: "ValueError: a real bug"}
+    calls = []
+
+    def fake_pool(st_, groups, workers, deadline):
+        calls.append((workers, sorted(j["id"] for g in groups for j in g)))
+        for g in groups:
+            for j in g:
+                failed = len(calls) == 1 and j["id"] in errors
+                res = {"status": "failed", "error": errors[j["id"]]} if failed else {"status": "ok"}
+                S.write_json(st_.root / "probes" / j["id"] / "result.json", {**res, "job": j})
+
+    monkeypatch.setattr(S, "run_pool", fake_pool)
+    st.s["workers"] = 8
+    S.run_jobs(st, jobs, "cells")
+    assert calls[0] == (8, sorted(j["id"] for j in jobs))
+    assert calls[1] == (2, sorted([jobs[0]["id"], jobs[1]["id"]]))
+    assert len(calls) == 2
+    for j in jobs[:2]:
+        probe = st.root / "probes" / j["id"]
+        assert json.loads((probe / "result.json").read_text())["status"] == "ok"
+        assert json.loads((probe / "result_attempt1.json").read_text())["error"] == errors[j["id"]]
+    pose = json.loads((st.root / "probes" / jobs[2]["id"] / "result.json").read_text())
+    assert pose["status"] == "failed"   # not a memory failure: recorded, not retried
