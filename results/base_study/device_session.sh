@@ -11,7 +11,9 @@
 # then in the background: the CUDA-only tests of the probe path (tracking heads under CUDA
 # graphs, span resampling), `study.py --root ROOT` (every stage), and, once both WALT runs are
 # pretrained, `bitwise.py` (the pretraining recipes twice each, deterministic, sha256 compared)
-# on the same GPU (BITWISE_ARGS: extra bitwise.py flags). Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
+# on the same GPU (BITWISE_ARGS: extra bitwise.py flags; BITWISE=0 skips it); with
+# CALIBRATE_SMALL=1, after the study, calibrate.py times the shipped `small` WALT recipe eager
+# and compiled at batch 64 and 512. Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
 set -uo pipefail
 cmd=${1:?start, poll or pack}
 root=${2:?ROOT}
@@ -23,7 +25,15 @@ case $cmd in
     mkdir -p "$root"
     root=$(cd "$root" && pwd)
     rm -rf "$root/code" && mkdir -p "$root/code"
-    (cd "$here" && tar cf - --exclude=./.git --exclude=./runs . | tar xf - -C "$root/code")
+    # The sources only: what git tracks or would track here; without git (the lent machine's
+    # copy), the tree less environments, wheels and run outputs.
+    if git -C "$here" rev-parse --is-inside-work-tree > /dev/null 2>&1; then
+      (cd "$here" && git ls-files -co --exclude-standard -z | tar --null -cf - -T - 2> /dev/null) \
+        | tar xf - -C "$root/code"
+    else
+      (cd "$here" && tar cf - --exclude=./.git --exclude=./runs --exclude=./.venv --exclude=./.whl \
+        --exclude='./.ray*' --exclude=./.hypothesis --exclude=./.pytest_cache .) | tar xf - -C "$root/code"
+    fi
     : > "$root/study_flags"
     [ $# -gt 0 ] && printf '%q ' "$@" > "$root/study_flags"
     setsid bash -c "
@@ -45,6 +55,13 @@ case $cmd in
       ) &
       bash results/base_study/run.sh '$root' $(cat "$root/study_flags")
       rc=\$?; echo \"\$(date +%T) study exit \$rc\" >> '$root/session.log'
+      if [ '${CALIBRATE_SMALL:-0}' = 1 ]; then   # the shipped small recipe: eager vs compiled, two batches
+        for c in 0 1; do
+          python results/base_study/calibrate.py --out '$root/calibrate_small_c'\$c.json --skip_tokenizer \
+            --walt_size small --latent_channels 8 --walt_batch 64 512 --compile \$c >> '$root/calibrate.log' 2>&1
+        done
+        echo \"\$(date +%T) calibrate done\" >> '$root/session.log'
+      fi
       wait
       echo \"\$(date +%T) session end\" >> '$root/session.log'
     " > "$root/session.out" 2>&1 < /dev/null &

@@ -10,8 +10,11 @@ end-to-end run could see it.)
 
 import json
 import math
+import os
 import subprocess
 import sys
+import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -30,11 +33,25 @@ def study_root(tmp_path_factory):
                             num_frames=9, device="cpu", seed=0)
         save_module(bb.walt, root / run / "export" / f"walt_tiny_{variant}.safetensors")
     save_module(bb.tokenizer, root / "tokenizer" / "export" / "tokenizer.safetensors")
-    cmd = [sys.executable, "results/base_study/study.py", "--root", str(root), "--tiny",
-           "--only", "data", "grid", "analyze", "--grid_blocks", "2", "--grid_t", "0", "--workers", "1"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # Through the lent-machine wrapper (device_session.sh: detached, polled, packed), which runs
+    # study.py itself: a broken wrapper once cost a GPU session its first call.
+    session = [*DEVICE_SESSION, "start", str(root), "--tiny", "--only", "data", "grid", "analyze",
+               "--grid_blocks", "2", "--grid_t", "0", "--workers", "1"]
+    env = {**os.environ, "BITWISE": "0", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    subprocess.run(session, cwd=REPO, check=True, env=env, timeout=60)
+    deadline = time.time() + 900
+    while "session end" not in _read(root / "session.log") and time.time() < deadline:
+        time.sleep(2)
+    log = _read(root / "session.log")
+    assert "study exit 0" in log and "session end" in log, log + _read(root / "run.log")[-3000:]
     return root
+
+
+DEVICE_SESSION = ["bash", "results/base_study/device_session.sh"]
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.is_file() else ""
 
 
 def test_every_grid_probe_is_ok_with_finite_val_and_test(study_root):
@@ -55,3 +72,19 @@ def test_cells_are_selected_for_every_grid_analog_and_the_tables_written(study_r
     assert len(trivial) == 10 and all(set(v) >= {"val", "test", "sizes"} for v in trivial.values())
     tables = (study_root / "results" / "tables.md").read_text()
     assert "Probes not ok: 0" in tables
+
+
+def test_the_pack_brings_back_results_and_digests_not_checkpoints(study_root, tmp_path):
+    subprocess.run([*DEVICE_SESSION, "pack", str(study_root), str(tmp_path)], cwd=REPO, check=True,
+                   capture_output=True, timeout=120)
+    with tarfile.open(tmp_path / "study_run.tgz") as tar:
+        names = tar.getnames()
+    assert "./results/tables.md" in names and "./session.log" in names
+    assert sum(n.endswith("/result.json") for n in names) == 8
+    assert not [n for n in names if n.endswith(".safetensors") or n.startswith("./code")]
+    digests = (study_root / "checkpoints_sha256_device.txt").read_text().splitlines()
+    exports = sorted(study_root.glob("*/export/*.safetensors"))
+    assert len(digests) == len(exports) == 3 and all(len(d.split()[0]) == 64 for d in digests)
+    # The run's copy of the tree is the sources, not the environment beside them.
+    code = study_root / "code"
+    assert (code / "results" / "base_study" / "study.py").is_file() and not (code / ".venv").exists()
