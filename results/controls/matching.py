@@ -26,16 +26,18 @@ from tasks import baselines
 from tasks.synthetic import builders
 from tests.backbones.test_controls import _features
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 # The study's settings (gin/tasks/synthetic/point_tracks_movi_e.gin, box_tracks_waymo.gin).
 HEAD = {"readout": "matching", "key_dim": 32, "hidden": 64, "window": 0, "locality": 0.2}
 METRICS = ("average_jaccard", "occlusion_accuracy", "average_pts_within_thresh", "mean_iou")
 
 
-def cached_features(task, backbone, split: str, path: pathlib.Path):
-    """[(features, batch without video)] of a split, computed once into path."""
+def cached_features(task, backbone, split: str, path: pathlib.Path, block: int = 0, t: int = 0):
+    """[(features, batch without video)] of a split at (block, t), computed once into path."""
     if not path.exists():
         tmp = path.with_suffix(".tmp")
-        torch.save(_features(task, backbone, split), tmp)
+        with torch.no_grad():
+            torch.save(_features(task, backbone, split, block=block, t=t), tmp)
         tmp.replace(path)                                     # atomic: no half-written cache
     return torch.load(path, weights_only=False)
 
@@ -78,7 +80,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--table", default=None, help="write tables_matching.md from this JSONL and exit")
     ap.add_argument("--analog", choices=("point_tracks", "box_tracks"), default="point_tracks")
-    ap.add_argument("--backbone", choices=("oracle", "pixels"), default="oracle")
+    ap.add_argument("--backbone", choices=("oracle", "pixels", "walt-image", "walt-video"), default="oracle",
+                    help="walt-*: the shipped `small` I-WALT / V-WALT (checkpoints/), at --block and --t")
+    ap.add_argument("--block", type=int, default=5, help="walt-*: the block read (mini-study cell: 5 of 8)")
+    ap.add_argument("--t", type=int, default=0, help="walt-*: the noise timestep")
     ap.add_argument("--time_grid", choices=("latent", "frames"), default="latent",
                     help="the oracle's time grid (pixels: always the latent grid)")
     ap.add_argument("--head", default="{}", help="JSON overrides of HEAD")
@@ -103,15 +108,27 @@ def main():
                  num_val=args.num_val, num_test=args.num_val)
     task = builders.BUILDERS[args.analog](cache_dir=str(pathlib.Path(args.feature_dir) / "data"),
                                           head_kwargs=head_kwargs, task_kwargs=task_kwargs, **sizes)
-    backbone = (OracleBackbone(args.analog, image_size=args.image_size, num_frames=args.num_frames,
-                               time_grid=args.time_grid)
-                if args.backbone == "oracle" else PixelsBackbone("rgb"))
+    block, t = 0, 0
+    if args.backbone == "oracle":
+        backbone = OracleBackbone(args.analog, image_size=args.image_size, num_frames=args.num_frames,
+                                  time_grid=args.time_grid)
+    elif args.backbone == "pixels":
+        backbone = PixelsBackbone("rgb")
+    else:
+        from backbones.build import build_backbone
+        variant = args.backbone.split("-")[1]
+        ckpt = REPO / "checkpoints"
+        backbone = build_backbone(variant=variant, tokenizer="small", image_size=args.image_size,
+                                  num_frames=args.num_frames,
+                                  tokenizer_checkpoint=str(ckpt / "tokenizer_small.safetensors"),
+                                  walt_checkpoint=str(ckpt / f"{variant[0]}walt_small.safetensors"))
+        block, t = args.block, args.t
     grid = args.time_grid if args.backbone == "oracle" else "latent"
     stem = (f"{args.analog}_{args.backbone}_{grid}_{args.image_size}x{args.num_frames}_"
-            f"{args.num_train}_{args.num_val}")
+            f"{args.num_train}_{args.num_val}" + (f"_b{block}_t{t}" if args.backbone.startswith("walt") else ""))
     pathlib.Path(args.feature_dir).mkdir(parents=True, exist_ok=True)
     data = {split: cached_features(task, backbone, split,
-                                   pathlib.Path(args.feature_dir) / f"{stem}_{split}.pt")
+                                   pathlib.Path(args.feature_dir) / f"{stem}_{split}.pt", block, t)
             for split in ("train", "val", "test")}
 
     torch.manual_seed(args.seed)
@@ -125,7 +142,8 @@ def main():
         loss.backward()
         opt.step()
     wall = time.time() - start
-    row = {"analog": args.analog, "backbone": args.backbone, "time_grid": grid,
+    row = {"analog": args.analog, "backbone": args.backbone + (f" b{block} t{t}" if args.backbone.startswith("walt") else ""),
+           "time_grid": grid,
            "head": head_kwargs, **sizes, "steps": args.steps, "lr": args.lr, "seed": args.seed,
            "train_wall_s": round(wall, 1), "head_params": sum(p.numel() for p in head.parameters()),
            "trivial_val": round(baselines.trivial_metrics(task, 8, split="val")["value"], 4),

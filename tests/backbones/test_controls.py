@@ -55,10 +55,10 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def _features(task, backbone, split, batch_size=8):
+def _features(task, backbone, split, batch_size=8, block=0, t=0):
     out = []
     for batch in baselines.batches(task.split(split), batch_size):
-        feats = backbone.features(batch["video"], 0, [0], seeds=batch["index"])[0]
+        feats = backbone.features(batch["video"], t, [block], seeds=batch["index"])[block]
         out.append((feats, {k: v for k, v in batch.items() if k != "video"}))
     return out
 
