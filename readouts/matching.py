@@ -162,7 +162,7 @@ def match_in_chunks(keys: torch.Tensor, descriptors: torch.Tensor, scale: torch.
     """`match`, `chunk` queries at a time (0: all at once): the same values, less memory.
 
     The per-pixel tensors of `match` are (b, q, T, H, W): at the base study's shapes (b = 64,
-    q = 64 points or 16 boxes x 9, T = 5, 64 x 64 pixels) each is 84-189M numbers, and autograd
+    q = 64 points or up to 25 boxes x 9, T = 5, 64 x 64 pixels) each is 84-295M numbers, and autograd
     keeps several of them per step. With recompute (training), each chunk's intermediates are
     not kept but recomputed in the backward pass (torch.utils.checkpoint), so a step holds one
     chunk's; keep_logits False drops the (b, q, T, H, W) scores from the result (only the
