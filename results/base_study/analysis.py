@@ -40,7 +40,7 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 def _row(res: dict) -> dict:
     j = res["job"]
     return {"model": j["model"], "ckpt": j["ckpt"], "task": j["task"], "block": j["block"], "t": j["t"],
-            "seed": j["seed"], "status": res.get("status"), "metric": res.get("metric"),
+            "seed": j["seed"], "recipe": j.get("recipe", ""), "status": res.get("status"), "metric": res.get("metric"),
             "higher_is_better": res.get("higher_is_better"), "val": S.value(res, "val"),
             "test": S.value(res, "test"), "final_loss": res.get("final_loss"),
             "readout_s": res.get("readout_s"), "wall_s": res.get("wall_s"),
@@ -209,7 +209,7 @@ def write_all(st) -> None:
     cell_rows = [_row(r) for r in S.load_results(st, S.cells_jobs(st, cells))]
     budget_rows = [_row(r) for r in S.load_results(st, S.budget_jobs(st, cells))]
     control_rows = [_row(r) for r in S.load_results(st, S.controls_jobs(st))]
-    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t"))
+    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t", "recipe"))
     budget_stats = _seed_stats(budget_rows, ("model", "task", "ckpt", "block", "t"))
     pre_rows, losses = pretraining_summary(st)
     corr = correlations(budget_stats, losses)
@@ -249,8 +249,9 @@ def write_all(st) -> None:
     lines += ["## All ten analogs (test, seed mean and spread), with controls and trivial", "",
               "| analog | metric | I-WALT | V-WALT | V vs I | pixels | oracle | trivial |", "|---|---|---|---|---|---|---|---|"]
     for task in S.ANALOGS:
-        def cell(model):
-            r = next((c for c in cell_stats if c["model"] == model and c["task"] == task), None)
+        def cell(model, recipe=""):
+            r = next((c for c in cell_stats if c["model"] == model and c["task"] == task
+                      and c["recipe"] == recipe), None)
             if r is None or r["test_mean"] is None:
                 return "-", None
             cellname = f" (b{r['block']} t{r['t']})" if model in S.MODELS else ""
@@ -263,6 +264,13 @@ def write_all(st) -> None:
         triv = trivial.get(task, {}).get("test", {}).get("value")
         metric = trivial.get(task, {}).get("test", {}).get("metric", "")
         lines.append(f"| {task} | {metric} | {i_s} | {v_s} | {rel} | {cell('pixels')[0]} | {cell('oracle')[0]} | {_fmt(triv)} |")
+        for recipe, tasks in S.RECIPE_TASKS.items():
+            if task in tasks and any(c["recipe"] == recipe and c["task"] == task for c in cell_stats):
+                lines.append(f"| {task}, recipe '{recipe}' | {metric} | {cell('I-WALT', recipe)[0]} | "
+                             f"{cell('V-WALT', recipe)[0]} | - | {cell('pixels', recipe)[0]} | "
+                             f"{cell('oracle', recipe)[0]} | {_fmt(triv)} |")
+    recipes = {r: st.s.get("recipes", {}).get(r) for r in S.RECIPE_TASKS}
+    lines += ["", f"Readout recipes beside the study's (same cells, same features): {json.dumps(recipes)}."]
     lines += ["", "## Training budget (test, seed mean ± spread)", "",
               "| model | task | " + " | ".join(S.BUDGET_TAGS) + " |", "|---|---|" + "---|" * len(S.BUDGET_TAGS)]
     for model in S.MODELS:

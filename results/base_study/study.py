@@ -19,7 +19,10 @@ exists is not rerun, so a killed run continues where it stopped with the same co
   budget     the checkpoints at 5, 10, 20, 26, 50 and 100 % of pretraining at the selected
              cells on objects, motion and point tracks, I and V, seeds 0 and 1
   controls   the pixel floor (RGB tubelets on the latent grid) and the oracle (the renderer's
-             ground truth) on the ten analogs, block 0, seeds 0 and 1
+             ground truth) on the ten analogs, block 0, seeds 0 and 1; at the full scale they
+             run beside the pretraining (the data stage's process, `early_controls` workers)
+  (recipe)   depth and pose are also probed with the 'geo' readout recipe (RECIPE_TASKS) at
+             the selected cells and on the controls: job ids end in _rgeo
   analyze    CSVs, Tables 1-2 (Pearson / Spearman with p-values), plots, tables.md
 
 Every probe is fitted once on train; its readout is scored on val (used only to select cells)
@@ -51,6 +54,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 STAGES = ("tokenizer", "iwalt", "vwalt", "data", "grid", "cells", "budget", "controls", "analyze")
+# Readout recipes beside the study's (500 steps, lr 1e-3, warm-up 100; probe.gin). 'geo': twice
+# the steps at three times the rate, for the geometry analogs, whose heads on the oracle are not
+# converged at the study's rate (results/controls/README.md: depth AbsRel 0.139 at lr 1e-3 x 1,000
+# steps vs 0.090 at lr 1e-2 x 300; pose 0.38x -> 0.24x trivial at lr 3e-3 x 1,000). Run at the
+# selected cells and on the controls, so the oracle says whether the recipe or the backbone limits.
+RECIPE_TASKS = {"geo": ("depth", "pose")}
 GRID_TASKS = ("objects", "motion", "depth", "point_tracks")
 # Analog -> (gin builder, family grid analog whose selected cell it is probed at).
 ANALOGS = {
@@ -83,7 +92,11 @@ SCALES = {
         # restores the graphs.
         pretrain=[], probe=["Probe.feature_residence = 'host'"], grid_blocks=[4, 8, 12], grid_t=[0, 200],
         seeds=[0, 1], budget_seeds=[0], workers=10, compile_tracking=False, render_device="cpu",
-        walt_export="walt_40m_{variant}"),
+        walt_export="walt_40m_{variant}",
+        recipes={"geo": ["STEPS = 1000", "PaperOptimizer.lr = 3e-3", "PaperOptimizer.warmup = 100"]},
+        # The controls need no pretrained model: they run beside the pretraining, in the data
+        # stage's background process, once the analogs are rendered (this many workers).
+        early_controls=4),
     "tiny": dict(
         pretrain=["NUM_CLIPS = 12", "NUM_VAL_CLIPS = 4", "IMAGE_SIZE = 32", "NUM_FRAMES = 9",
                   "SyntheticClips.workers = 0", "Pretrain.steps = 4", "Pretrain.batch_size = 2",
@@ -101,7 +114,8 @@ SCALES = {
                "DEPTH_HEAD = {'qkv_size': 32, 'num_heads': 2, 'mlp_size': 32, 'token_position_bases': 8}",
                "TRACK_HEAD = {'readout': 'matching', 'key_dim': 8, 'hidden': 16, 'window': 0, 'locality': 0.2}"],
         grid_blocks=[0, 2, 4], grid_t=[0, 200], seeds=[0, 1], workers=2, compile_tracking=False,
-        render_device="cpu", walt_export="walt_tiny_{variant}"),
+        render_device="cpu", walt_export="walt_tiny_{variant}",
+        recipes={"geo": ["STEPS = 4", "PaperOptimizer.lr = 3e-3"]}, early_controls=0),
 }
 # 'smoke': the tiny scale on the GPU with the GPU code paths on (compile, CUDA graphs, workers).
 SCALES["smoke"] = dict(
@@ -230,7 +244,7 @@ def probe_bindings(st: Study, job: dict) -> list[str]:
     b = [*st.s["probe"], f"TASK = @{builder}()", f"BLOCK = {job['block']}", f"TIMESTEP = {job['t']}",
          f"Run.seed = {job['seed']}", f"Probe.cache_dir = '{st.root / 'cache' / group_key(job)}'",
          f"Probe.cache_blocks = {job['cache_blocks']}", f"RENDER_DEVICE = '{st.s['render_device']}'",
-         f"TOKENIZER_CHECKPOINT = '{st.tokenizer_path()}'"]
+         f"TOKENIZER_CHECKPOINT = '{st.tokenizer_path()}'", *st.s["recipes"].get(job.get("recipe", ""), [])]
     for analog in ANALOGS.values():  # synthetic splits rendered once by the data stage
         b.append(f"{analog[0]}.cache_dir = '{st.root / 'synthetic'}'")
     if job["model"] in MODELS:
@@ -248,7 +262,8 @@ def probe_bindings(st: Study, job: dict) -> list[str]:
 
 
 def job_id(job: dict) -> str:
-    return f"{job['model']}_{job['ckpt']}_{job['task']}_b{job['block']}_t{job['t']}_s{job['seed']}"
+    recipe = f"_r{job['recipe']}" if job.get("recipe") else ""
+    return f"{job['model']}_{job['ckpt']}_{job['task']}_b{job['block']}_t{job['t']}_s{job['seed']}{recipe}"
 
 
 def group_key(job: dict) -> str:
@@ -257,8 +272,10 @@ def group_key(job: dict) -> str:
 
 
 def make_jobs(cells: list[tuple]) -> list[dict]:
-    """Jobs from (model, ckpt, task, block, t, seed) tuples; each group caches all its blocks."""
-    jobs = [dict(model=m, ckpt=c, task=k, block=b, t=t, seed=s) for m, c, k, b, t, s in cells]
+    """Jobs from (model, ckpt, task, block, t, seed[, recipe]) tuples; each group (one cache
+    entry: a readout recipe shares its features with the study's) caches all its blocks."""
+    jobs = [dict(model=m, ckpt=c, task=k, block=b, t=t, seed=s, recipe=r[0] if r else "")
+            for m, c, k, b, t, s, *r in cells]
     blocks: dict[str, set] = {}
     for j in jobs:
         blocks.setdefault(group_key(j), set()).add(j["block"])
@@ -485,6 +502,8 @@ def cells_jobs(st: Study, cells: dict) -> list[dict]:
             if family in cells.get(m, {}):
                 b, t = cells[m][family]
                 rows += [(m, "final", name, b, t, s) for s in st.s["seeds"]]
+                rows += [(m, "final", name, b, t, s, r) for r, tasks in RECIPE_TASKS.items()
+                         if name in tasks for s in st.s["seeds"]]
     return make_jobs(rows)
 
 
@@ -505,8 +524,11 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
 
 
 def controls_jobs(st: Study) -> list[dict]:
-    return make_jobs([(m, "none", name, 0, 0, s) for m in ("pixels", "oracle") for name in ANALOGS
-                      for s in st.s["seeds"]])
+    rows = [(m, "none", name, 0, 0, s) for m in ("pixels", "oracle") for name in ANALOGS
+            for s in st.s["seeds"]]
+    rows += [(m, "none", name, 0, 0, s, r) for m in ("pixels", "oracle") for r, tasks in RECIPE_TASKS.items()
+             for name in tasks for s in st.s["seeds"]]
+    return make_jobs(rows)
 
 
 # ----------------------------------------------------------------------------- analysis
@@ -531,6 +553,9 @@ def main(argv=None) -> int:
                     help="1: pretrain I-WALT and V-WALT as two processes at once (one device)")
     ap.add_argument("--compile_tracking", type=int, default=None,
                     help="1/0: CUDA-graph the tracking heads or not (default: the scale's setting)")
+    ap.add_argument("--early_controls", type=int, default=None,
+                    help="workers of the controls run beside the pretraining (0: after the cells; "
+                         "default: the scale's setting)")
     ap.add_argument("--probe_binding", action="append", default=[],
                     help="extra gin binding for every probe (e.g. 'STEPS = 500')")
     ap.add_argument("--pretrain_binding", action="append", default=[],
@@ -542,6 +567,8 @@ def main(argv=None) -> int:
         st.s["grid_blocks"] = args.grid_blocks
     if args.grid_t:
         st.s["grid_t"] = args.grid_t
+    if args.early_controls is not None:
+        st.s["early_controls"] = args.early_controls
     if args.compile_tracking is not None:
         st.s["compile_tracking"] = bool(args.compile_tracking)
     st.s["probe"] = [*st.s["probe"], *args.probe_binding]
@@ -550,22 +577,34 @@ def main(argv=None) -> int:
     stages = [s for s in STAGES if not args.only or s in args.only]
     st.log(f"study ({st.scale}) stages {stages} under {st.root}")
     os.environ["WALT_PROBE_SYNTHETIC_CACHE"] = str(st.root / "synthetic")
-    if args.only == ["data"]:  # the background process of a whole-study run, or by hand
+    if args.only and "data" in args.only and set(args.only) <= {"data", "controls"}:
+        # The background process of a whole-study run (or by hand): the analogs, then the
+        # controls (pixel floor, oracle), which need no pretrained model.
         if not st.done("data"):
             t0 = time.time()
             data_stage(st)
             st.mark("data", time.time() - t0)
+        if "controls" in args.only and not st.done("controls"):
+            t0 = time.time()
+            run_jobs(st, controls_jobs(st), "controls (beside the pretraining)")
+            st.mark("controls", time.time() - t0)
+            st.log(f"controls: done in {time.time() - t0:.1f} s")
         return 0
 
-    # The analogs render on the CPUs while the GPU pretrains (a separate process).
-    data_proc = None
+    # The analogs render on the CPUs while the GPU pretrains (a separate process); with
+    # early_controls > 0 the same process then runs the controls on the GPU beside it.
+    data_proc, background = None, ["data"]
     if "data" in stages and not st.done("data"):
-        cmd = [sys.executable, __file__, "--root", str(st.root), "--only", "data"]
+        if st.s["early_controls"] and "controls" in stages and not st.done("controls"):
+            background.append("controls")
+        cmd = [sys.executable, __file__, "--root", str(st.root), "--only", *background]
         cmd += ["--tiny"] if args.tiny else ["--smoke"] if args.smoke else []
         cmd += [f"--probe_binding={b}" for b in args.probe_binding]
+        if "controls" in background:
+            cmd += ["--workers", str(st.s["early_controls"])]
         data_proc = subprocess.Popen(cmd, cwd=REPO, env=st.env(), stdout=open(st.root / "data.log", "a"),
                                      stderr=subprocess.STDOUT)
-        st.log(f"data: rendering in the background (pid {data_proc.pid}, log data.log)")
+        st.log(f"{' + '.join(background)}: in the background (pid {data_proc.pid}, log data.log)")
     measure_peak(st)
     def pretrain_stage(stage):
         t0 = time.time()
@@ -585,10 +624,16 @@ def main(argv=None) -> int:
     else:
         for stage in walts:
             pretrain_stage(stage)
+    def wait_background(marker: str) -> None:
+        """Until the background process has marked `marker` done (or exited: then it failed)."""
+        while data_proc is not None and not st.done(marker) and data_proc.poll() is None:
+            time.sleep(2)
+        if data_proc is not None and not st.done(marker):
+            raise SystemExit(f"study: the background stage '{marker}' failed (exit "
+                             f"{data_proc.wait()}); see {st.root / 'data.log'}")
+
     if data_proc is not None:
-        rc = data_proc.wait()
-        if rc:
-            raise SystemExit(f"study: the data stage failed (exit {rc}); see {st.root / 'data.log'}")
+        wait_background("data")
         st.log("data: done")
 
     if "grid" in stages and not st.done("grid"):
@@ -598,7 +643,8 @@ def main(argv=None) -> int:
         st.log(f"grid: done in {time.time() - t0:.1f} s")
     # cells, budget and controls in one pool (no idle tail between stages); in that order in
     # the queue, so a deadline cuts the oracle's groups (the last) first.
-    later = [s for s in ("cells", "budget", "controls") if s in stages and not st.done(s)]
+    later = [s for s in ("cells", "budget", "controls") if s in stages and not st.done(s)
+             and not (s in background[1:] and data_proc is not None)]
     if later and st.out_of_time():
         st.log(f"{later}: skipped, past --deadline_s {st.deadline_s}")
     elif later:
@@ -612,6 +658,9 @@ def main(argv=None) -> int:
         for s in later:
             st.mark(s, time.time() - t0)
         st.log(f"{'+'.join(later)}: done in {time.time() - t0:.1f} s")
+    if data_proc is not None and len(background) > 1:
+        wait_background(background[-1])
+        data_proc.wait()
     if "analyze" in stages:
         t0 = time.time()
         analyze(st)

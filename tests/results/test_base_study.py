@@ -44,8 +44,10 @@ def test_cells_are_selected_on_val_in_the_metric_direction(st):
     cells = S.select_cells(st)
     assert all(cells[m][k] == [4, 0] for m in S.MODELS for k in S.GRID_TASKS)
     jobs = S.cells_jobs(st, cells)
-    # every analog, both models, both seeds, each at its family's cell
-    assert len(jobs) == len(S.ANALOGS) * len(S.MODELS) * len(st.s["seeds"])
+    # every analog, both models, both seeds, each at its family's cell; depth and pose also with
+    # the 'geo' readout recipe
+    extra = sum(map(len, S.RECIPE_TASKS.values()))
+    assert len(jobs) == (len(S.ANALOGS) + extra) * len(S.MODELS) * len(st.s["seeds"])
     assert {(j["block"], j["t"]) for j in jobs} == {(4, 0)}
 
 
@@ -102,3 +104,22 @@ def test_probes_out_of_device_memory_run_again_with_fewer_workers(st, monkeypatc
         assert json.loads((probe / "result_attempt1.json").read_text())["error"] == errors[j["id"]]
     pose = json.loads((st.root / "probes" / jobs[2]["id"] / "result.json").read_text())
     assert pose["status"] == "failed"   # not a memory failure: recorded, not retried
+
+
+def test_the_geo_recipe_probes_depth_and_pose_at_the_selected_cells_on_the_same_features(st):
+    cells = {m: {k: [4, 0] for k in S.GRID_TASKS} for m in S.MODELS}
+    jobs = S.cells_jobs(st, cells)
+    geo = [j for j in jobs if j["recipe"] == "geo"]
+    assert {j["task"] for j in geo} == {"depth", "pose"}
+    assert len(geo) == 2 * len(S.MODELS) * len(st.s["seeds"])
+    plain = {j["id"]: j for j in jobs if not j["recipe"]}
+    for j in geo:
+        twin = plain[j["id"].removesuffix("_rgeo")]
+        assert S.group_key(j) == S.group_key(twin) and (j["block"], j["t"]) == (twin["block"], twin["t"])
+        # the recipe's bindings follow the scale's (tiny: STEPS = 3), so they override them
+        b = S.probe_bindings(st, j)
+        first = b.index(st.s["recipes"]["geo"][0])
+        assert b[first:first + len(st.s["recipes"]["geo"])] == st.s["recipes"]["geo"]
+        assert first > max(b.index(x) for x in st.s["probe"]) and "STEPS = 3" in st.s["probe"]
+    controls = S.controls_jobs(st)
+    assert sum(j["recipe"] == "geo" for j in controls) == 2 * 2 * len(st.s["seeds"])

@@ -88,3 +88,21 @@ def test_the_pack_brings_back_results_and_digests_not_checkpoints(study_root, tm
     # The run's copy of the tree is the sources, not the environment beside them.
     code = study_root / "code"
     assert (code / "results" / "base_study" / "study.py").is_file() and not (code / ".venv").exists()
+
+
+def test_the_controls_run_beside_the_pretraining_in_the_data_process(tmp_path):
+    """--early_controls: the background process renders the analogs, then probes the pixel floor
+    and the oracle (with the 'geo' recipe on depth and pose) while the main process would
+    pretrain; the main process waits for it before the analysis."""
+    root = tmp_path / "ec"
+    cmd = [sys.executable, "results/base_study/study.py", "--root", str(root), "--tiny",
+           "--only", "data", "controls", "analyze", "--early_controls", "2"]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=600,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert "data + controls: in the background" in _read(root / "study.log")
+    assert "controls: done" in _read(root / "data.log")
+    results = [json.loads(p.read_text()) for p in (root / "probes").glob("*/result.json")]
+    assert len(results) == 2 * 10 * 2 + 2 * 2 * 2   # pixels + oracle x ten analogs x two seeds, + geo
+    assert all(r["status"] == "ok" for r in results), [r["job"]["id"] for r in results if r["status"] != "ok"]
+    tables = (root / "results" / "tables.md").read_text()
+    assert "| depth, recipe 'geo' |" in tables and "Probes not ok: 0" in tables
