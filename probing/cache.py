@@ -56,6 +56,24 @@ MANIFEST = "manifest.json"
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 
+def _check_storable(features: torch.Tensor, block: int, dtype: str) -> None:
+    """Refuses activations the cache would store as inf or nan: a readout trained on them
+    diverges several steps later with nothing naming the cause (the oracle's tracking probes on
+    the GPU did, from one mis-rendered pixel at depth -1e12 that float16 stored as -inf)."""
+    f = features.detach()
+    bad = int((~torch.isfinite(f)).sum())
+    if bad:
+        raise ValueError(f"block {block}: {bad} of {f.numel()} activations are inf or nan; the "
+                         "backbone produced them (check its inputs, weights and dtype); nothing "
+                         "of this entry is cached")
+    limit = torch.finfo(DTYPES[dtype]).max
+    peak = float(f.abs().amax()) if f.numel() else 0.0
+    if peak > limit:
+        raise ValueError(f"block {block}: activations reach {peak:.3g}, beyond the cache dtype "
+                         f"'{dtype}' (max {limit:.3g}); store them wider (Probe.cache_dtype = "
+                         "'bfloat16' or 'float32') or find why they are that large")
+
+
 class CacheKeyMismatch(CacheError):
     """A cache folder's manifest does not match the key it was opened with."""
 
@@ -214,6 +232,8 @@ class CacheWriter:
         if sorted(features) != list(self.key.blocks):
             raise ValueError(f"features for blocks {sorted(features)} given; this entry stores "
                              f"blocks {list(self.key.blocks)}")
+        for b, f in features.items():
+            _check_storable(f, b, self.dtype)
         entry = {f"feat/{b}": f.detach().to("cpu", DTYPES[self.dtype]) for b, f in features.items()}
         entry.update({f"item/{k}": v for k, v in item_tensors(batch).items()})
         sizes = {v.shape[0] for v in entry.values()}

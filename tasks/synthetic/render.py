@@ -77,8 +77,12 @@ def _room_hit(batch: SceneBatch, origin: torch.Tensor, dirs: torch.Tensor):
     """Exit point of rays from inside the room box: t (b, T, P), surface (b, T, P), uvw (b, T, P, 3)."""
     lo = batch.room_lo[:, None, None, :]
     hi = batch.room_hi[:, None, None, :]
-    inv = 1.0 / torch.where(dirs.abs() < 1e-12, 1e-12, dirs)
-    t_axis = (torch.where(dirs > 0, hi, lo) - origin[:, :, None]) * inv
+    # The exit wall along each axis and the step to it; the two must agree on the direction's
+    # sign. (They once did not: a component in (-1e-12, 0) picked the low wall but stepped
+    # towards +1e-12, giving one pixel in ~300 clips a depth of about -1e12.)
+    ahead = dirs >= 0
+    step = torch.where(dirs.abs() < 1e-12, torch.where(ahead, 1e-12, -1e-12), dirs)
+    t_axis = (torch.where(ahead, hi, lo) - origin[:, :, None]) / step
     t, axis = t_axis.min(dim=-1)
     p = origin[:, :, None] + t[..., None] * dirs
     # Surface 0 floor, 1 walls, 2 ceiling (axis 2 = z: floor when going down).

@@ -179,6 +179,22 @@ def test_writer_checks_blocks_and_batch_sizes(tmp_path):
             w.add({1: torch.zeros(2, 1, 1, 1, 2), 3: torch.zeros(2, 1, 1, 1, 2)}, {"index": torch.arange(3)})
 
 
+@pytest.mark.parametrize("value, dtype, match", [(float("nan"), "float16", "inf or nan"),
+                                                  (float("inf"), "float32", "inf or nan"),
+                                                  (-1.4e12, "float16", "beyond the cache dtype 'float16'"),
+                                                  (-1.4e12, "bfloat16", None)])
+def test_activations_the_cache_cannot_hold_are_refused_with_the_fix(tmp_path, value, dtype, match):
+    feats = {b: torch.randn(4, 1, 2, 2, 3) for b in (1, 3)}
+    feats[3][2, 0, 1, 1, 0] = value
+    with fc.CacheWriter(tmp_path, _key(), dtype=dtype) as w:
+        add = functools.partial(w.add, feats, {"index": torch.arange(4)})
+        if match is None:          # bfloat16 has float32's range: stored as is
+            add()
+            return
+        with pytest.raises(ValueError, match=f"block 3: .*{match}"):
+            add()
+
+
 def test_folder_name_hashes_every_field():
     names = {_key().folder_name, _key(blocks=(1,)).folder_name, _key(timestep=0).folder_name,
              _key(split="val").folder_name}
