@@ -245,7 +245,10 @@ def write_all(st) -> None:
         lines.append(f"| {r['run']} | {r['parameters']:,} | {r['steps']} | {r['batch']} | {r['steps_per_s']:.2f} | "
                      f"{r['clips_per_s']:.0f} | {_fmt(r['model_tflop_per_step'])} | "
                      f"{mfu} | {_fmt(r['final_loss'], 4)} | {held} |")
-    lines += ["", "## Selected cells (best val, seed 0)", "", "```", json.dumps(cells), "```", ""]
+    source = res / "cells_source.json"
+    origin = (f" of the grid of an earlier run: {json.loads(source.read_text())['cells_from']}"
+              if source.is_file() else "")
+    lines += ["", f"## Selected cells (best val, seed 0{origin})", "", "```", json.dumps(cells), "```", ""]
     lines += ["## All ten analogs (test, seed mean and spread), with controls and trivial", "",
               "| analog | metric | I-WALT | V-WALT | V vs I | pixels | oracle | trivial |", "|---|---|---|---|---|---|---|---|"]
     for task in S.ANALOGS:

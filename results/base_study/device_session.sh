@@ -9,9 +9,9 @@
 #
 # start: copies the tree to ROOT/code (a later call's fresh checkout cannot disturb the run),
 # then in the background: the CUDA-only tests of the probe path (tracking heads under CUDA
-# graphs, span resampling), `study.py --root ROOT` (every stage), and, once both WALT runs are
+# graphs, span resampling), `study.py --root ROOT` (every stage), then, if both WALT runs were
 # pretrained, `bitwise.py` (the pretraining recipes twice each, deterministic, sha256 compared)
-# on the same GPU (BITWISE_ARGS: extra bitwise.py flags; BITWISE=0 skips it); with
+# alone on the GPU (BITWISE_ARGS: extra bitwise.py flags; BITWISE=0 skips it); with
 # CALIBRATE_SMALL=1, after the study, calibrate.py times the shipped `small` WALT recipe eager
 # and compiled at batch 64 and 512. Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
 set -uo pipefail
@@ -42,19 +42,15 @@ case $cmd in
       echo \"\$(date +%T) session start\" >> '$root/session.log'
       python -m pytest -q -p no:cacheprovider tests/readouts/test_matching.py tests/readouts/test_resample_spans.py \
         -k cuda > '$root/cuda_tests.log' 2>&1 &
-      (
-        [ '${BITWISE:-1}' = 1 ] || exit 0
-        while [ ! -f '$root/done/iwalt' ] || [ ! -f '$root/done/vwalt' ]; do
-          sleep 10
-          pgrep -f 'base_study/[s]tudy.py' > /dev/null || exit 0
-        done
-        echo \"\$(date +%T) bitwise start\" >> '$root/session.log'
-        nice -n 5 python results/base_study/bitwise.py --root '$root/bitwise' --steps 60 \
-          --pool '$root/pool' ${BITWISE_ARGS:-} > '$root/bitwise.log' 2>&1
-        rc=\$?; echo \"\$(date +%T) bitwise exit \$rc\" >> '$root/session.log'
-      ) &
       bash results/base_study/run.sh '$root' $(cat "$root/study_flags")
       rc=\$?; echo \"\$(date +%T) study exit \$rc\" >> '$root/session.log'
+      # After the study, alone on the GPU: beside the probes (run 4) it ran out of memory.
+      if [ '${BITWISE:-1}' = 1 ] && [ -f '$root/done/iwalt' ] && [ -f '$root/done/vwalt' ]; then
+        echo \"\$(date +%T) bitwise start\" >> '$root/session.log'
+        python results/base_study/bitwise.py --root '$root/bitwise' --steps 60 \
+          --pool '$root/pool' ${BITWISE_ARGS:-} > '$root/bitwise.log' 2>&1
+        rc=\$?; echo \"\$(date +%T) bitwise exit \$rc\" >> '$root/session.log'
+      fi
       if [ '${CALIBRATE_SMALL:-0}' = 1 ]; then   # the shipped small recipe: eager vs compiled, two batches
         for c in 0 1; do
           python results/base_study/calibrate.py --out '$root/calibrate_small_c'\$c.json --skip_tokenizer \

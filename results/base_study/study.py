@@ -77,6 +77,7 @@ ANALOGS = {
 BUDGET_TASKS = ("objects", "motion", "point_tracks")   # one appearance, motion, point tracks
 BUDGET_TAGS = ("p005", "p010", "p020", "p026", "p050", "p100")
 MODELS = {"I-WALT": "image", "V-WALT": "video"}
+CONTROL_MODELS = ("pixels", "oracle")
 TRACKING = ("point_tracks", "box_tracks")
 
 # Settings of the two scales. 'full': one H200, about 25 minutes of device time (summary.md). 'tiny': the CPU test of every
@@ -130,7 +131,7 @@ SCALES["smoke"] = dict(
 class Study:
     def __init__(self, root: Path, scale: str, workers: int | None, deadline_s: float | None):
         self.root, self.scale = root.resolve(), scale
-        self.s = dict(SCALES[scale])
+        self.s = dict(SCALES[scale], analogs=list(ANALOGS), control_models=list(CONTROL_MODELS))
         if workers:
             self.s["workers"] = workers
         self.t0 = time.time()
@@ -461,6 +462,8 @@ def data_stage(st: Study) -> None:
     os.environ["WALT_PROBE_SYNTHETIC_CACHE"] = str(st.root / "synthetic")
     out = {}
     for name, (builder, _) in ANALOGS.items():
+        if name not in st.s["analogs"]:
+            continue
         t0 = time.time()
         job = dict(model="I-WALT", ckpt="final", task=name, block=0, t=0, seed=0, cache_blocks=[0])
         bindings = [b for b in probe_bindings(st, job) if not b.startswith(("WALT_CHECKPOINT", "TOKENIZER"))]
@@ -474,7 +477,7 @@ def data_stage(st: Study) -> None:
 
 
 def grid_jobs(st: Study) -> list[dict]:
-    return make_jobs([(m, "final", k, b, t, 0) for m in MODELS for k in GRID_TASKS
+    return make_jobs([(m, "final", k, b, t, 0) for m in MODELS for k in GRID_TASKS if k in st.s["analogs"]
                       for t in st.s["grid_t"] for b in st.s["grid_blocks"]])
 
 
@@ -495,11 +498,29 @@ def select_cells(st: Study) -> dict:
     return cells
 
 
+def cells_from(st: Study, path: Path) -> dict:
+    """The cells an earlier run selected on its val grid (--cells_from), checked and copied to
+    results/selected_cells.json with their source named in results/cells_source.json."""
+    if not path.is_file():
+        raise SystemExit(f"study: --cells_from {path}: no such file (an earlier run's "
+                         "results/selected_cells.json)")
+    cells = json.loads(path.read_text())
+    bad = [f"{m}/{k}: {c!r}" for m, per in cells.items() for k, c in per.items()
+           if m not in MODELS or k not in GRID_TASKS or not (isinstance(c, list) and len(c) == 2)]
+    if bad or not cells:
+        raise SystemExit(f"study: --cells_from {path}: not a selected_cells.json ({', '.join(bad) or 'empty'}); "
+                         f"expected {{model: {{grid analog: [block, t]}}}} for models {list(MODELS)}")
+    write_json(st.root / "results" / "selected_cells.json", cells)
+    write_json(st.root / "results" / "cells_source.json",
+               {"cells_from": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()})
+    return cells
+
+
 def cells_jobs(st: Study, cells: dict) -> list[dict]:
     rows = []
     for m in MODELS:
         for name, (_, family) in ANALOGS.items():
-            if family in cells.get(m, {}):
+            if family in cells.get(m, {}) and name in st.s["analogs"]:
                 b, t = cells[m][family]
                 rows += [(m, "final", name, b, t, s) for s in st.s["seeds"]]
                 rows += [(m, "final", name, b, t, s, r) for r, tasks in RECIPE_TASKS.items()
@@ -524,10 +545,11 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
 
 
 def controls_jobs(st: Study) -> list[dict]:
-    rows = [(m, "none", name, 0, 0, s) for m in ("pixels", "oracle") for name in ANALOGS
+    models, analogs = st.s["control_models"], st.s["analogs"]
+    rows = [(m, "none", name, 0, 0, s) for m in models for name in ANALOGS if name in analogs
             for s in st.s["seeds"]]
-    rows += [(m, "none", name, 0, 0, s, r) for m in ("pixels", "oracle") for r, tasks in RECIPE_TASKS.items()
-             for name in tasks for s in st.s["seeds"]]
+    rows += [(m, "none", name, 0, 0, s, r) for m in models for r, tasks in RECIPE_TASKS.items()
+             for name in tasks if name in analogs for s in st.s["seeds"]]
     return make_jobs(rows)
 
 
@@ -553,6 +575,14 @@ def main(argv=None) -> int:
                     help="1: pretrain I-WALT and V-WALT as two processes at once (one device)")
     ap.add_argument("--compile_tracking", type=int, default=None,
                     help="1/0: CUDA-graph the tracking heads or not (default: the scale's setting)")
+    ap.add_argument("--analogs", nargs="*", choices=list(ANALOGS), default=None,
+                    help="only these analogs in every stage (default: all ten)")
+    ap.add_argument("--control_models", nargs="*", choices=CONTROL_MODELS, default=None,
+                    help="only these control backbones (default: both)")
+    ap.add_argument("--seeds", type=int, nargs="*", default=None, help="readout seeds of cells and controls")
+    ap.add_argument("--cells_from", default=None,
+                    help="selected_cells.json of an earlier run of the same recipes: probe cells and "
+                         "budget there instead of selecting on this run's grid (which then need not run)")
     ap.add_argument("--early_controls", type=int, default=None,
                     help="workers of the controls run beside the pretraining (0: after the cells; "
                          "default: the scale's setting)")
@@ -567,6 +597,10 @@ def main(argv=None) -> int:
         st.s["grid_blocks"] = args.grid_blocks
     if args.grid_t:
         st.s["grid_t"] = args.grid_t
+    st.s["analogs"] = args.analogs or list(ANALOGS)
+    st.s["control_models"] = args.control_models or list(CONTROL_MODELS)
+    if args.seeds:
+        st.s["seeds"] = args.seeds
     if args.early_controls is not None:
         st.s["early_controls"] = args.early_controls
     if args.compile_tracking is not None:
@@ -600,6 +634,9 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--root", str(st.root), "--only", *background]
         cmd += ["--tiny"] if args.tiny else ["--smoke"] if args.smoke else []
         cmd += [f"--probe_binding={b}" for b in args.probe_binding]
+        for flag in ("analogs", "control_models", "seeds"):
+            if getattr(args, flag):
+                cmd += [f"--{flag}", *map(str, getattr(args, flag))]
         if "controls" in background:
             cmd += ["--workers", str(st.s["early_controls"])]
         data_proc = subprocess.Popen(cmd, cwd=REPO, env=st.env(), stdout=open(st.root / "data.log", "a"),
@@ -649,8 +686,12 @@ def main(argv=None) -> int:
         st.log(f"{later}: skipped, past --deadline_s {st.deadline_s}")
     elif later:
         t0 = time.time()
-        cells = select_cells(st)
-        st.log(f"selected cells (best val, seed 0): {cells}")
+        if args.cells_from:
+            cells = cells_from(st, Path(args.cells_from))
+            st.log(f"cells from {args.cells_from} (selected on val of that run's grid): {cells}")
+        else:
+            cells = select_cells(st)
+            st.log(f"selected cells (best val, seed 0): {cells}")
         make = {"cells": lambda: cells_jobs(st, cells), "controls": lambda: controls_jobs(st),
                 "budget": lambda: budget_jobs(st, cells)}
         jobs = [j for s in later for j in make[s]()]

@@ -123,3 +123,17 @@ def test_the_geo_recipe_probes_depth_and_pose_at_the_selected_cells_on_the_same_
         assert first > max(b.index(x) for x in st.s["probe"]) and "STEPS = 3" in st.s["probe"]
     controls = S.controls_jobs(st)
     assert sum(j["recipe"] == "geo" for j in controls) == 2 * 2 * len(st.s["seeds"])
+
+
+def test_cells_from_an_earlier_run_are_checked_and_their_source_recorded(st, tmp_path):
+    good = tmp_path / "selected_cells.json"
+    good.write_text(json.dumps({m: {k: [4, 0] for k in S.GRID_TASKS} for m in S.MODELS}))
+    assert S.cells_from(st, good)["V-WALT"]["depth"] == [4, 0]
+    assert json.loads((st.root / "results" / "selected_cells.json").read_text()) == json.loads(good.read_text())
+    assert json.loads((st.root / "results" / "cells_source.json").read_text())["cells_from"] == str(good)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"I-WALT": {"depth": 4}}))
+    with pytest.raises(SystemExit, match="I-WALT/depth: 4"):
+        S.cells_from(st, bad)
+    with pytest.raises(SystemExit, match="no such file"):
+        S.cells_from(st, tmp_path / "missing.json")
