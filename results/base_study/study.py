@@ -545,7 +545,8 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
 
 
 def controls_jobs(st: Study) -> list[dict]:
-    models, analogs = st.s["control_models"], st.s["analogs"]
+    models = st.s["control_models"]
+    analogs = [a for a in st.s["analogs"] if a in st.s.get("control_analogs", ANALOGS)]
     rows = [(m, "none", name, 0, 0, s) for m in models for name in ANALOGS if name in analogs
             for s in st.s["seeds"]]
     rows += [(m, "none", name, 0, 0, s, r) for m in models for r, tasks in RECIPE_TASKS.items()
@@ -579,6 +580,8 @@ def main(argv=None) -> int:
                     help="only these analogs in every stage (default: all ten)")
     ap.add_argument("--control_models", nargs="*", choices=CONTROL_MODELS, default=None,
                     help="only these control backbones (default: both)")
+    ap.add_argument("--control_analogs", nargs="*", choices=list(ANALOGS), default=None,
+                    help="only these analogs in the controls stage (default: --analogs)")
     ap.add_argument("--seeds", type=int, nargs="*", default=None, help="readout seeds of cells and controls")
     ap.add_argument("--cells_from", default=None,
                     help="selected_cells.json of an earlier run of the same recipes: probe cells and "
@@ -599,6 +602,7 @@ def main(argv=None) -> int:
         st.s["grid_t"] = args.grid_t
     st.s["analogs"] = args.analogs or list(ANALOGS)
     st.s["control_models"] = args.control_models or list(CONTROL_MODELS)
+    st.s["control_analogs"] = args.control_analogs or list(ANALOGS)
     if args.seeds:
         st.s["seeds"] = args.seeds
     if args.early_controls is not None:
@@ -634,7 +638,7 @@ def main(argv=None) -> int:
         cmd = [sys.executable, __file__, "--root", str(st.root), "--only", *background]
         cmd += ["--tiny"] if args.tiny else ["--smoke"] if args.smoke else []
         cmd += [f"--probe_binding={b}" for b in args.probe_binding]
-        for flag in ("analogs", "control_models", "seeds"):
+        for flag in ("analogs", "control_models", "control_analogs", "seeds"):
             if getattr(args, flag):
                 cmd += [f"--{flag}", *map(str, getattr(args, flag))]
         if "controls" in background:

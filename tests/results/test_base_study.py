@@ -137,3 +137,11 @@ def test_cells_from_an_earlier_run_are_checked_and_their_source_recorded(st, tmp
         S.cells_from(st, bad)
     with pytest.raises(SystemExit, match="no such file"):
         S.cells_from(st, tmp_path / "missing.json")
+
+
+def test_controls_can_be_narrowed_to_some_backbones_and_analogs(st):
+    st.s["control_models"], st.s["control_analogs"] = ["oracle"], ["depth", "point_tracks"]
+    jobs = S.controls_jobs(st)
+    assert {(j["model"], j["task"], j["recipe"]) for j in jobs} == {
+        ("oracle", "depth", ""), ("oracle", "point_tracks", ""), ("oracle", "depth", "geo")}
+    assert len(jobs) == 3 * len(st.s["seeds"])
