@@ -62,6 +62,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", default="constant", help="'constant' or 'paper' (fit_and_score)")
+    p.add_argument("--warmup", type=int, default=100, help="warm-up steps of the 'paper' schedule")
     a = p.parse_args()
     torch.set_num_threads(1)
     for analog in a.tasks.split(","):
@@ -83,7 +84,7 @@ def main() -> int:
                             "vwalt": lambda: WaltBlock("video", a.image_size, a.num_frames),
                             }[row]()
                 metrics = fit_and_score(task, backbone, a.steps, a.lr, all_metrics=True,
-                                        schedule=a.schedule)
+                                        schedule=a.schedule, warmup=a.warmup)
                 value = metrics[task.metric]
             record = {"task": analog, "row": row, "metric": task.metric, "value": value,
                       "metrics": {k: float(v) for k, v in metrics.items()},

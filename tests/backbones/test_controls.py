@@ -64,15 +64,16 @@ def _features(task, backbone, split, batch_size=8, block=0, t=0):
 
 
 def fit_and_score(task, backbone, steps: int, lr: float, seed: int = 0, all_metrics: bool = False,
-                  schedule: str = "constant"):
+                  schedule: str = "constant", warmup: int = 100):
     """Trains the task's head on the backbone's features and returns the headline metric on val
     (every metric with all_metrics). schedule: 'constant' (AdamW at lr) or 'paper' (the
-    study's readouts.optim.paper_optimizer: warm-up, cosine decay from lr to 1e-7)."""
+    study's readouts.optim.paper_optimizer: `warmup` linear steps, then cosine decay from lr
+    to 1e-7; 100 = the study's probe.gin)."""
     torch.manual_seed(seed)
     train, val = _features(task, backbone, "train"), _features(task, backbone, "val")
     head = task.make_head(backbone.feature_dim)
     if schedule == "paper":
-        opt, scheduler = paper_optimizer(head.parameters(), steps, lr=lr)
+        opt, scheduler = paper_optimizer(head.parameters(), steps, lr=lr, warmup=warmup)
     elif schedule == "constant":
         opt, scheduler = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4), None
     else:
