@@ -63,6 +63,7 @@ def main() -> int:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", default="constant", help="'constant' or 'paper' (fit_and_score)")
     p.add_argument("--warmup", type=int, default=100, help="warm-up steps of the 'paper' schedule")
+    p.add_argument("--seed", type=int, default=0, help="readout seed (the head's initialisation)")
     a = p.parse_args()
     torch.set_num_threads(1)
     for analog in a.tasks.split(","):
@@ -84,7 +85,7 @@ def main() -> int:
                             "vwalt": lambda: WaltBlock("video", a.image_size, a.num_frames),
                             }[row]()
                 metrics = fit_and_score(task, backbone, a.steps, a.lr, all_metrics=True,
-                                        schedule=a.schedule, warmup=a.warmup)
+                                        schedule=a.schedule, warmup=a.warmup, seed=a.seed)
                 value = metrics[task.metric]
             record = {"task": analog, "row": row, "metric": task.metric, "value": value,
                       "metrics": {k: float(v) for k, v in metrics.items()},
