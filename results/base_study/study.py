@@ -75,6 +75,10 @@ ANALOGS = {
     "box_tracks": ("SyntheticBoxTracks", "point_tracks"),
 }
 BUDGET_TASKS = ("objects", "motion", "point_tracks")   # one appearance, motion, point tracks
+# The analogs of the study's goal (issue #18: above pixels and trivial on depth, pose and both
+# tracking analogs), longest probes first: their cells lead the queue, before the budget study
+# and the other analogs' cells, so a deadline cuts those first.
+GOAL_TASKS = ("point_tracks", "box_tracks", "depth", "pose")
 BUDGET_TAGS = ("p005", "p010", "p020", "p026", "p050", "p100")
 MODELS = {"I-WALT": "image", "V-WALT": "video"}
 CONTROL_MODELS = ("pixels", "oracle")
@@ -348,6 +352,9 @@ def run_group(args) -> list[str]:
         out = st.root / "probes" / job["id"]
         if (out / "result.json").is_file():
             continue
+        if deadline is not None and time.time() > deadline:   # the group's later probes too
+            print(f"probe {job['id']}: skipped, past the deadline", flush=True)
+            continue
         t0 = time.time()
         try:
             gin_setup.parse(gin_setup.GinArgs(files=("experiments/base_study/probe.gin",)),
@@ -544,6 +551,18 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
     return make_jobs(rows)
 
 
+def queue_order(stage_jobs: dict[str, list[dict]]) -> list[dict]:
+    """One queue for the stages after the grid, in priority order: the goal analogs' cells
+    (longest first, the two models alternating), the budget study, the other cells, the
+    controls; a job listed twice (the budget's 100 % checkpoint is a cell) keeps its first place."""
+    cells = stage_jobs.get("cells", [])
+    goal = sorted((j for j in cells if j["task"] in GOAL_TASKS),
+                  key=lambda j: (GOAL_TASKS.index(j["task"]), j["seed"], j["recipe"], j["model"]))
+    rest = [j for j in cells if j["task"] not in GOAL_TASKS]
+    jobs = goal + stage_jobs.get("budget", []) + rest + stage_jobs.get("controls", [])
+    return list({j["id"]: j for j in jobs}.values())
+
+
 def controls_jobs(st: Study) -> list[dict]:
     models = st.s["control_models"]
     analogs = [a for a in st.s["analogs"] if a in st.s.get("control_analogs", ANALOGS)]
@@ -698,8 +717,7 @@ def main(argv=None) -> int:
             st.log(f"selected cells (best val, seed 0): {cells}")
         make = {"cells": lambda: cells_jobs(st, cells), "controls": lambda: controls_jobs(st),
                 "budget": lambda: budget_jobs(st, cells)}
-        jobs = [j for s in later for j in make[s]()]
-        run_jobs(st, list({j["id"]: j for j in jobs}.values()), "+".join(later))
+        run_jobs(st, queue_order({s: make[s]() for s in later}), "+".join(later))
         for s in later:
             st.mark(s, time.time() - t0)
         st.log(f"{'+'.join(later)}: done in {time.time() - t0:.1f} s")

@@ -3,6 +3,7 @@ metric's direction, budget tags, and the correlation table (fast; no backbone is
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,45 @@ def test_controls_can_be_narrowed_to_some_backbones_and_analogs(st):
     assert {(j["model"], j["task"], j["recipe"]) for j in jobs} == {
         ("oracle", "depth", ""), ("oracle", "point_tracks", ""), ("oracle", "depth", "geo")}
     assert len(jobs) == 3 * len(st.s["seeds"])
+
+
+def test_the_queue_puts_the_goal_analogs_cells_first_then_the_budget_then_the_rest(st):
+    cells = {m: {k: [4, 0] for k in S.GRID_TASKS} for m in S.MODELS}
+    for m in S.MODELS:   # the budget's checkpoints (only their presence is read)
+        for tag in S.BUDGET_TAGS:
+            S.write_json(st.walt_path(m, tag), {})
+    stage_jobs = {"cells": S.cells_jobs(st, cells), "budget": S.budget_jobs(st, cells),
+                  "controls": S.controls_jobs(st)}
+    queue = S.queue_order(stage_jobs)
+    ids = [j["id"] for j in queue]
+    assert len(ids) == len(set(ids)) == len({j["id"] for js in stage_jobs.values() for j in js})
+    goal = [j for j in stage_jobs["cells"] if j["task"] in S.GOAL_TASKS]
+    assert {j["id"] for j in queue[:len(goal)]} == {j["id"] for j in goal}
+    # longest analogs first, the first seed of both recipes before the second seed
+    assert [j["task"] for j in queue[:len(goal)]] == sorted(
+        (j["task"] for j in goal), key=S.GOAL_TASKS.index)
+    depth = [(j["seed"], j["recipe"]) for j in queue if j["task"] == "depth" and j["model"] == "I-WALT"]
+    assert depth[:2] == [(0, ""), (0, "geo")]
+    budget_only = [j for j in stage_jobs["budget"] if j["ckpt"] != "final"]
+    budget_ids = {j["id"] for j in stage_jobs["budget"]}
+    first_rest = min(ids.index(j["id"]) for j in stage_jobs["cells"]
+                     if j["task"] not in S.GOAL_TASKS and j["id"] not in budget_ids)
+    assert budget_only and max(ids.index(j["id"]) for j in budget_only) < first_rest
+    assert ids[-len(stage_jobs["controls"]):] == [j["id"] for j in stage_jobs["controls"]]
+
+
+def test_a_deadline_skips_whole_groups_and_a_started_groups_later_probes(st, monkeypatch):
+    from runners import gin_setup, trial
+    jobs = S.make_jobs([("I-WALT", "final", "depth", 8, 0, s) for s in (0, 1)])
+    assert S.run_group((str(st.root), st.scale, 1, jobs, time.time() - 1)) == []
+    deadline = time.time() + 0.5
+
+    def slow_probe(probe, seed, device):   # the first probe runs past the deadline
+        time.sleep(max(0.0, deadline - time.time()) + 0.1)
+        return {"status": "ok"}
+
+    monkeypatch.setattr(gin_setup, "parse", lambda *a, **k: None)
+    monkeypatch.setattr(trial, "build_probe", lambda: None)
+    monkeypatch.setattr(S, "score_probe", slow_probe)
+    assert S.run_group((str(st.root), st.scale, 1, jobs, deadline)) == [jobs[0]["id"]]
+    assert not (st.root / "probes" / jobs[1]["id"] / "result.json").exists()
