@@ -44,7 +44,22 @@ def _row(res: dict) -> dict:
             "higher_is_better": res.get("higher_is_better"), "val": S.value(res, "val"),
             "test": S.value(res, "test"), "final_loss": res.get("final_loss"),
             "readout_s": res.get("readout_s"), "wall_s": res.get("wall_s"),
-            "error": (res.get("error") or "")[:200]}
+            "error": (res.get("error") or "")[:200], "source": res.get("source", "")}
+
+
+def borrowed_controls(st, have: list[dict]) -> list[dict]:
+    """Control results of the run named by `controls_from` (its probes/) for the control probes
+    this run lacks, each marked with that run as its `source`."""
+    src = st.s.get("controls_from")
+    if not src:
+        return []
+    have_ids = {r["job"]["id"] for r in have}
+    rows = []
+    for j in S.controls_jobs(st, every=True):
+        path = Path(src) / "probes" / j["id"] / "result.json"
+        if j["id"] not in have_ids and path.is_file():
+            rows.append({**json.loads(path.read_text()), "source": src})
+    return rows
 
 
 def _seed_stats(rows: list[dict], keys: tuple) -> list[dict]:
@@ -208,8 +223,9 @@ def write_all(st) -> None:
     grid_rows = [_row(r) for r in S.load_results(st, S.grid_jobs(st))]
     cell_rows = [_row(r) for r in S.load_results(st, S.cells_jobs(st, cells))]
     budget_rows = [_row(r) for r in S.load_results(st, S.budget_jobs(st, cells))]
-    control_rows = [_row(r) for r in S.load_results(st, S.controls_jobs(st))]
-    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t", "recipe"))
+    own_controls = S.load_results(st, S.controls_jobs(st))
+    control_rows = [_row(r) for r in own_controls + borrowed_controls(st, own_controls)]
+    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t", "recipe", "source"))
     budget_stats = _seed_stats(budget_rows, ("model", "task", "ckpt", "block", "t"))
     pre_rows, losses = pretraining_summary(st)
     corr = correlations(budget_stats, losses)
@@ -257,7 +273,7 @@ def write_all(st) -> None:
                       and c["recipe"] == recipe), None)
             if r is None or r["test_mean"] is None:
                 return "-", None
-            cellname = f" (b{r['block']} t{r['t']})" if model in S.MODELS else ""
+            cellname = f" (b{r['block']} t{r['t']})" if model in S.MODELS else " †" if r["source"] else ""
             return f"{r['test_mean']:.3f} ± {_fmt(r['test_spread'])}{cellname}", r["test_mean"]
         (i_s, i_v), (v_s, v_v) = cell("I-WALT"), cell("V-WALT")
         rel = "-"
@@ -272,6 +288,9 @@ def write_all(st) -> None:
                 lines.append(f"| {task}, recipe '{recipe}' | {metric} | {cell('I-WALT', recipe)[0]} | "
                              f"{cell('V-WALT', recipe)[0]} | - | {cell('pixels', recipe)[0]} | "
                              f"{cell('oracle', recipe)[0]} | {_fmt(triv)} |")
+    if any(r["source"] for r in control_rows):
+        lines += ["", f"† measured by an earlier run ({st.s['controls_from']}, its probes/; the same "
+                  "analogs' seeds and sizes, the same readout settings), where this run has no such probe."]
     recipes = {r: st.s.get("recipes", {}).get(r) for r in S.RECIPE_TASKS}
     lines += ["", f"Readout recipes beside the study's (same cells, same features): {json.dumps(recipes)}."]
     lines += ["", "## Training budget (test, seed mean ± spread)", "",

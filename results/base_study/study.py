@@ -79,6 +79,7 @@ BUDGET_TASKS = ("objects", "motion", "point_tracks")   # one appearance, motion,
 # tracking analogs), longest probes first: their cells lead the queue, before the budget study
 # and the other analogs' cells, so a deadline cuts those first.
 GOAL_TASKS = ("point_tracks", "box_tracks", "depth", "pose")
+BUDGET_QUEUE = ("point_tracks", "objects", "motion")
 BUDGET_TAGS = ("p005", "p010", "p020", "p026", "p050", "p100")
 MODELS = {"I-WALT": "image", "V-WALT": "video"}
 CONTROL_MODELS = ("pixels", "oracle")
@@ -553,19 +554,24 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
 
 def queue_order(stage_jobs: dict[str, list[dict]]) -> list[dict]:
     """One queue for the stages after the grid, in priority order: the goal analogs' cells
-    (longest first, the two models alternating), the budget study, the other cells, the
-    controls; a job listed twice (the budget's 100 % checkpoint is a cell) keeps its first place."""
+    (longest first, the two models alternating), the budget study (by task, the models
+    alternating), the other cells, the controls; a job listed twice (the budget's 100 % checkpoint is a cell) keeps its first place."""
     cells = stage_jobs.get("cells", [])
     goal = sorted((j for j in cells if j["task"] in GOAL_TASKS),
                   key=lambda j: (GOAL_TASKS.index(j["task"]), j["seed"], j["recipe"], j["model"]))
     rest = [j for j in cells if j["task"] not in GOAL_TASKS]
-    jobs = goal + stage_jobs.get("budget", []) + rest + stage_jobs.get("controls", [])
+    # The budget curves task by task (point tracks, the one that moved in run 5, first), each
+    # checkpoint for both models before the next: a deadline leaves whole I / V pairs.
+    budget = sorted(stage_jobs.get("budget", []), key=lambda j: (
+        BUDGET_QUEUE.index(j["task"]), j["ckpt"] == "final", j["ckpt"], j["seed"], j["model"]))
+    jobs = goal + budget + rest + stage_jobs.get("controls", [])
     return list({j["id"]: j for j in jobs}.values())
 
 
-def controls_jobs(st: Study) -> list[dict]:
-    models = st.s["control_models"]
-    analogs = [a for a in st.s["analogs"] if a in st.s.get("control_analogs", ANALOGS)]
+def controls_jobs(st: Study, every: bool = False) -> list[dict]:
+    """The controls' probes (pixels, oracle) this run's settings name; `every`: all of them."""
+    models = CONTROL_MODELS if every else st.s["control_models"]
+    analogs = list(ANALOGS) if every else [a for a in st.s["analogs"] if a in st.s.get("control_analogs", ANALOGS)]
     rows = [(m, "none", name, 0, 0, s) for m in models for name in ANALOGS if name in analogs
             for s in st.s["seeds"]]
     rows += [(m, "none", name, 0, 0, s, r) for m in models for r, tasks in RECIPE_TASKS.items()
@@ -605,6 +611,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cells_from", default=None,
                     help="selected_cells.json of an earlier run of the same recipes: probe cells and "
                          "budget there instead of selecting on this run's grid (which then need not run)")
+    ap.add_argument("--controls_from", default=None,
+                    help="an earlier run's root (its probes/): analyze shows its control rows "
+                         "(pixels, oracle) where this run has none, marked and named in tables.md")
     ap.add_argument("--early_controls", type=int, default=None,
                     help="workers of the controls run beside the pretraining (0: after the cells; "
                          "default: the scale's setting)")
@@ -624,6 +633,11 @@ def main(argv=None) -> int:
     st.s["control_analogs"] = args.control_analogs or list(ANALOGS)
     if args.seeds:
         st.s["seeds"] = args.seeds
+    if args.controls_from:
+        if not (Path(args.controls_from) / "probes").is_dir():
+            raise SystemExit(f"study: --controls_from {args.controls_from}: no probes/ folder there "
+                             "(give the root of an earlier run, e.g. results/base_study/run4)")
+        st.s["controls_from"] = str(args.controls_from)
     if args.early_controls is not None:
         st.s["early_controls"] = args.early_controls
     if args.compile_tracking is not None:

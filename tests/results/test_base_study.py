@@ -171,6 +171,10 @@ def test_the_queue_puts_the_goal_analogs_cells_first_then_the_budget_then_the_re
                      if j["task"] not in S.GOAL_TASKS and j["id"] not in budget_ids)
     assert budget_only and max(ids.index(j["id"]) for j in budget_only) < first_rest
     assert ids[-len(stage_jobs["controls"]):] == [j["id"] for j in stage_jobs["controls"]]
+    # the budget: task by task, each fraction for both models before the next fraction
+    fractions = [(j["task"], j["ckpt"], j["model"]) for j in queue if j["id"] in {b["id"] for b in budget_only}]
+    assert [f[0] for f in fractions[:10]] == ["point_tracks"] * 10
+    assert fractions[:2] == [("point_tracks", "p005", "I-WALT"), ("point_tracks", "p005", "V-WALT")]
 
 
 def test_a_deadline_skips_whole_groups_and_a_started_groups_later_probes(st, monkeypatch):
@@ -188,3 +192,24 @@ def test_a_deadline_skips_whole_groups_and_a_started_groups_later_probes(st, mon
     monkeypatch.setattr(S, "score_probe", slow_probe)
     assert S.run_group((str(st.root), st.scale, 1, jobs, deadline)) == [jobs[0]["id"]]
     assert not (st.root / "probes" / jobs[1]["id"] / "result.json").exists()
+
+
+def test_analysis_shows_an_earlier_runs_controls_where_this_run_has_none_and_marks_them(st, tmp_path):
+    st.s["control_models"], st.s["control_analogs"] = ["oracle"], ["depth"]
+    oracle = next(j for j in S.controls_jobs(st) if j["seed"] == 0 and not j["recipe"])
+    _write(st, oracle, "abs_rel", False, 0.11, 0.12)
+    earlier = S.Study(tmp_path / "earlier", "tiny", 1, None)
+    every = S.controls_jobs(st, every=True)
+    pixels = next(j for j in every if j["model"] == "pixels" and j["task"] == "depth" and j["seed"] == 0
+                  and not j["recipe"])
+    _write(earlier, pixels, "abs_rel", False, 0.27, 0.28)
+    _write(earlier, oracle, "abs_rel", False, 0.5, 0.5)   # this run has its own: not borrowed
+    st.s["controls_from"] = str(earlier.root)
+    analysis.write_all(st)
+    row = next(line for line in (st.root / "results" / "tables.md").read_text().splitlines()
+               if line.startswith("| depth | "))
+    assert "| 0.280 ± - † | 0.120 ± - |" in row
+    assert str(earlier.root) in (st.root / "results" / "tables.md").read_text()
+    del st.s["controls_from"]
+    analysis.write_all(st)
+    assert "†" not in (st.root / "results" / "tables.md").read_text()
