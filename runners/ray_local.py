@@ -133,6 +133,12 @@ def _start_time(pid: int) -> int | None:
 
 def descendants(root: int) -> dict[int, int]:
     """pid -> start time of every live descendant of `root` (not `root` itself)."""
+    return descendants_of([root])
+
+
+def descendants_of(roots: Iterable[int]) -> dict[int, int]:
+    """pid -> start time of every live descendant of any of `roots` (not the roots themselves,
+    unless one descends from another); one pass over /proc."""
     children: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -143,7 +149,7 @@ def descendants(root: int) -> dict[int, int]:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])  # field 4 of proc(5): the parent
         children.setdefault(ppid, []).append(int(name))
-    out, todo = {}, list(children.get(root, []))
+    out, todo = {}, [c for root in roots for c in children.get(root, [])]
     while todo:
         pid = todo.pop()
         start = _start_time(pid)
@@ -154,7 +160,10 @@ def descendants(root: int) -> dict[int, int]:
 
 
 def _kill_recorded(recorded: dict[int, int], grace_s: float = 3.0) -> list[int]:
-    """SIGTERM then SIGKILL every recorded pid that is still the same process; the pids hit."""
+    """SIGTERM then SIGKILL every recorded pid that is still the same process, and what those
+    processes started since they were recorded (a Ray worker forked between two of the guard's
+    snapshots; one was seen alive 15 s after its driver was killed); the pids hit."""
+    recorded = {**recorded, **descendants_of(p for p, s in recorded.items() if _start_time(p) == s)}
     alive = [pid for pid, start in recorded.items() if _start_time(pid) == start]
     for pid in alive:
         try:
@@ -164,6 +173,10 @@ def _kill_recorded(recorded: dict[int, int], grace_s: float = 3.0) -> list[int]:
     deadline = time.time() + grace_s
     while time.time() < deadline and any(_start_time(p) == recorded[p] for p in alive):
         time.sleep(0.1)
+    # Started during the grace by a process that ignored SIGTERM: killed with it.
+    late = descendants_of(p for p in alive if _start_time(p) == recorded[p])
+    recorded.update(late)
+    alive += [p for p in late if p not in alive]
     for pid in alive:
         if _start_time(pid) == recorded[pid]:
             try:
