@@ -13,7 +13,9 @@ Why each piece exists:
   driver), listening all the while. `start_guard()` starts a small process in its own session
   that records the driver's process tree every half second and, once the driver is gone (its
   pipe closes: normal exit, exception, signal or kill -9), terminates whatever of that tree is
-  still alive.
+  still alive, and every process naming one of the tree's Ray session folders (a worker the
+  raylet forked just before the driver died is an orphan of pid 1 by then, outside the tree:
+  CI saw two such workers alive 15 s after a kill -9).
 - `listening_sockets()` reads /proc/net/tcp{,6} and maps socket inodes to pids, for the sweep's
   own check and for the tests.
 
@@ -23,6 +25,7 @@ Library code never imports this module (runners only).
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import socket
@@ -186,17 +189,53 @@ def _kill_recorded(recorded: dict[int, int], grace_s: float = 3.0) -> list[int]:
     return alive
 
 
+# A Ray node's session folder (`<temp dir>/session_<date>_<time>_<micros>_<pid>`), which every
+# process of that node names on its command line (logs, sockets, the object store).
+_SESSION = re.compile(r"[^\s=,'\"]*/session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def ray_sessions(pids: Iterable[int]) -> set[str]:
+    """The Ray session folders the command lines of `pids` name."""
+    return {m for pid in pids for m in _SESSION.findall(_cmdline(pid))}
+
+
+def processes_naming(needles: set[str]) -> dict[int, int]:
+    """pid -> start time of every live process whose command line contains one of `needles`."""
+    out: dict[int, int] = {}
+    for name in os.listdir("/proc") if needles else ():
+        if name.isdigit() and any(n in _cmdline(int(name)) for n in needles):
+            start = _start_time(int(name))
+            if start is not None:
+                out[int(name)] = start
+    return out
+
+
 def guard_main(driver_pid: int, pipe_fd: int, period_s: float = 0.5) -> int:
-    """The guard process: snapshot the driver's tree until its pipe closes, then end that tree."""
+    """The guard process: snapshot the driver's tree until its pipe closes (or the driver is
+    gone while a forked child still holds the pipe), then end that tree and its Ray sessions."""
     recorded: dict[int, int] = {}
+    sessions: set[str] = set()
+    driver_start = _start_time(driver_pid)
     while True:
         ready, _, _ = select.select([pipe_fd], [], [], period_s)
         if ready and not os.read(pipe_fd, 4096):
             break  # EOF: the driver is gone (or closed the pipe at the end of its sweep)
+        if _start_time(driver_pid) != driver_start:
+            break
         for pid, start in descendants(driver_pid).items():
-            if pid != os.getpid():
+            if pid != os.getpid() and recorded.get(pid) != start:
                 recorded[pid] = start
-    # The driver's children that Ray shut down cleanly are already gone; end the rest.
+                sessions |= ray_sessions([pid])
+    # The driver's children that Ray shut down cleanly are already gone; end the rest, and the
+    # processes of its Ray sessions that were started after the last snapshot.
+    recorded.update(processes_naming(sessions))
     recorded.pop(os.getpid(), None)
     hit = _kill_recorded(recorded)
     if hit:
@@ -210,6 +249,14 @@ class Guard:
 
     def __init__(self, proc: subprocess.Popen, write_fd: int):
         self.proc, self._fd = proc, write_fd
+
+    def _close_in_fork(self) -> None:
+        if self._fd is not None:   # the child's copy; the parent's stays open
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
 
     def close(self, wait_s: float = 10.0) -> None:
         if self._fd is not None:
@@ -235,6 +282,9 @@ def start_guard() -> Guard:
         pass_fds=(read_fd,), start_new_session=True, close_fds=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)})
     os.close(read_fd)
-    # Ray's children must not inherit the write end, or the guard would wait for them too.
+    # Ray's children must not inherit the write end, or the guard would wait for them too; a
+    # plain fork (no exec) copies it regardless, so forked children close their copy.
     os.set_inheritable(write_fd, False)
-    return Guard(proc, write_fd)
+    guard = Guard(proc, write_fd)
+    os.register_at_fork(after_in_child=guard._close_in_fork)
+    return guard

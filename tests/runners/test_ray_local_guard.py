@@ -4,6 +4,7 @@ dies with it (CI once saw two Ray processes alive 15 s after their driver was SI
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from runners import ray_local
 
@@ -50,3 +51,50 @@ def test_descendants_of_several_roots_is_one_tree_walk():
         for p in procs:
             p.kill()
             p.wait()
+
+
+# A driver with a guard: a child naming its (fake) Ray session, a plain fork (which copies the
+# guard's pipe), then, on a line on stdin, an orphan naming the session (its parent exits at
+# once: what a raylet's worker is once the raylet died with the driver). Prints the pids.
+DRIVER = """
+import os, subprocess, sys, time
+from runners import ray_local
+session = sys.argv[1]
+guard = ray_local.start_guard()
+child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)', session + '/sockets/a'])
+forked = os.fork()
+if forked == 0:
+    time.sleep(120)
+    os._exit(0)
+print(child.pid, forked, flush=True)
+sys.stdin.readline()
+out = subprocess.run(['sh', '-c', f'{sys.executable} -c "import time; time.sleep(120)" '
+                      f'--object-store-name={session}/sockets/plasma_store > /dev/null 2>&1 & echo $!'],
+                     capture_output=True, text=True).stdout
+print(int(out), flush=True)
+time.sleep(120)
+"""
+
+
+def test_the_guard_ends_the_tree_and_the_orphans_of_its_ray_session_after_a_kill_9(tmp_path):
+    session = str(tmp_path / "ray" / "session_2026-12-01_22-30-05_955123_4242")
+    assert ray_local._SESSION.findall(f"--logs-dir={session}/logs") == [session]
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, session], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, cwd=str(Path(__file__).parents[2]))
+    try:
+        child, forked = map(int, driver.stdout.readline().split())
+        time.sleep(1.5)                       # the guard's snapshots see the child and the fork
+        driver.stdin.write("go\n")
+        driver.stdin.flush()
+        orphan = int(driver.stdout.readline())
+        starts = {p: ray_local._start_time(p) for p in (child, forked, orphan)}
+        assert None not in starts.values()
+        assert orphan not in ray_local.descendants(driver.pid)
+        driver.kill()                         # kill -9: no clean-up in the driver
+        driver.wait(timeout=10)
+        deadline = time.time() + 15
+        while time.time() < deadline and any(ray_local._start_time(p) == s for p, s in starts.items()):
+            time.sleep(0.2)
+        assert [p for p, s in starts.items() if ray_local._start_time(p) == s] == []
+    finally:
+        driver.kill()

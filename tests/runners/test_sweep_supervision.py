@@ -61,6 +61,19 @@ def _tree(pid: int) -> dict[int, int]:
     return {**tree, pid: start} if start is not None else tree
 
 
+def _describe(pids: list[int]) -> list[str]:
+    """pid, parent and command line of each (what a failure needs to name the survivor)."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:200]
+            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+        except OSError:
+            cmd, ppid = "(gone)", "?"
+        out.append(f"{pid} (parent {ppid}): {cmd}")
+    return out
+
+
 def _alive(recorded: dict[int, int]) -> list[int]:
     return [p for p, start in recorded.items() if ray_local._start_time(p) == start]
 
@@ -178,7 +191,8 @@ def test_driver_killed_leaves_no_ray_process(tmp_path, synthetic_cache, sig):
     ended = time.time()
     while _alive(recorded) and time.time() < ended + 15:
         time.sleep(0.5)
-    assert not _alive(recorded), f"{_alive(recorded)} alive {time.time() - ended:.0f}s after the driver ended"
+    assert not _alive(recorded), (f"{_describe(_alive(recorded))} alive {time.time() - ended:.0f}s after "
+                                  f"the driver ended; its log: {(tmp_path / 'k.log').read_text()[-1500:]}")
     assert not set(ray_local._listening_inodes()) & inodes
 
 
