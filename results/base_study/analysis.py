@@ -106,7 +106,10 @@ def pretraining_summary(st) -> tuple[list[dict], dict]:
                      "final_loss": rec.get("final_loss_mean_last_100"),
                      "val_psnr": last.get("val_psnr"), "val_mse_clips": last.get("val_mse_clips"),
                      "val_mse_images": last.get("val_mse_images"),
-                     "wall_s": rec.get("wall_seconds_this_invocation"), "device": rec.get("device")})
+                     "wall_s": rec.get("wall_seconds_this_invocation"), "device": rec.get("device"),
+                     # held-out PSNR at each evaluated step (the tokenizer's curve: how far 28 dB is)
+                     "val_psnr_by_step": {e["step"]: round(e["val_psnr"], 3) for e in rec["evals"]
+                                          if e.get("val_psnr") is not None} or None})
         if stage != "tokenizer":
             model = "I-WALT" if stage == "iwalt" else "V-WALT"
             for e in rec["evals"]:
@@ -257,6 +260,8 @@ def write_all(st) -> None:
     for r in pre_rows:
         held = (f"PSNR {r['val_psnr']:.2f} dB" if r["val_psnr"] is not None else
                 f"v-MSE clips {_fmt(r['val_mse_clips'], 4)} / images {_fmt(r['val_mse_images'], 4)}")
+        if r["val_psnr"] is not None and len(r["val_psnr_by_step"] or {}) > 1:
+            held += " (by step: " + ", ".join(f"{k}: {v:.2f}" for k, v in r["val_psnr_by_step"].items()) + ")"
         mfu = "-" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"
         lines.append(f"| {r['run']} | {r['parameters']:,} | {r['steps']} | {r['batch']} | {r['steps_per_s']:.2f} | "
                      f"{r['clips_per_s']:.0f} | {_fmt(r['model_tflop_per_step'])} | "
