@@ -13,7 +13,8 @@
 # pretrained, `bitwise.py` (the pretraining recipes twice each, deterministic, sha256 compared)
 # alone on the GPU (BITWISE_ARGS: extra bitwise.py flags; BITWISE=0 skips it); with
 # CALIBRATE_SMALL=1, after the study, calibrate.py times the shipped `small` WALT recipe eager
-# and compiled at batch 64 and 512. Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
+# and compiled at batch 64 and 512; with CALIBRATE_40M=1, then the study's 40m WALT compiled at
+# batch 512 (twice the study's). Logs: ROOT/session.log, ROOT/run.log, ROOT/cuda_tests.log, ROOT/bitwise.log.
 set -uo pipefail
 cmd=${1:?start, poll or pack}
 root=${2:?ROOT}
@@ -58,6 +59,11 @@ case $cmd in
         done
         echo \"\$(date +%T) calibrate done\" >> '$root/session.log'
       fi
+      if [ '${CALIBRATE_40M:-0}' = 1 ]; then   # the study's 40m WALT compiled at twice its batch
+        python results/base_study/calibrate.py --out '$root/calibrate_40m_b512.json' --skip_tokenizer \
+          --walt_size 40m --walt_batch 512 --compile 1 >> '$root/calibrate.log' 2>&1
+        echo \"\$(date +%T) calibrate 40m done\" >> '$root/session.log'
+      fi
       wait
       echo \"\$(date +%T) session end\" >> '$root/session.log'
     " > "$root/session.out" 2>&1 < /dev/null &
@@ -68,6 +74,7 @@ case $cmd in
     echo "== study.log (tail)"; tail -n 25 "$root/study.log" 2>/dev/null
     echo "== cuda tests"; tail -n 3 "$root/cuda_tests.log" 2>/dev/null
     echo "== bitwise"; tail -n 6 "$root/bitwise.log" 2>/dev/null
+    echo "== calibrate"; grep -h '"model"' "$root/calibrate.log" 2>/dev/null | cut -c1-220
     echo "== probes: $(ls "$root"/probes/*/result.json 2>/dev/null | wc -l) results, failed: \
 $(grep -l '"status": "failed"' "$root"/probes/*/result.json 2>/dev/null | wc -l)"
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader 2>/dev/null

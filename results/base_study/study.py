@@ -552,10 +552,12 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
     return make_jobs(rows)
 
 
-def queue_order(stage_jobs: dict[str, list[dict]]) -> list[dict]:
+def queue_order(stage_jobs: dict[str, list[dict]], measured: frozenset[str] = frozenset()) -> list[dict]:
     """One queue for the stages after the grid, in priority order: the goal analogs' cells
     (longest first, the two models alternating), the budget study (by task, the models
-    alternating), the other cells, the controls; a job listed twice (the budget's 100 % checkpoint is a cell) keeps its first place."""
+    alternating), the other cells, the controls; a job listed twice (the budget's 100 % checkpoint is a cell) keeps its first place.
+    `measured`: ids an earlier run already measured (--replicates_last); those go after every
+    other job, in the same order among themselves, so a deadline cuts replicates first."""
     cells = stage_jobs.get("cells", [])
     goal = sorted((j for j in cells if j["task"] in GOAL_TASKS),
                   key=lambda j: (GOAL_TASKS.index(j["task"]), j["seed"], j["recipe"], j["model"]))
@@ -565,7 +567,20 @@ def queue_order(stage_jobs: dict[str, list[dict]]) -> list[dict]:
     budget = sorted(stage_jobs.get("budget", []), key=lambda j: (
         BUDGET_QUEUE.index(j["task"]), j["ckpt"] == "final", j["ckpt"], j["seed"], j["model"]))
     jobs = goal + budget + rest + stage_jobs.get("controls", [])
-    return list({j["id"]: j for j in jobs}.values())
+    queue = list({j["id"]: j for j in jobs}.values())
+    return [j for j in queue if j["id"] not in measured] + [j for j in queue if j["id"] in measured]
+
+
+def measured_ids(root: Path) -> frozenset[str]:
+    """The probe ids an earlier run (its root: probes/<id>/result.json) measured with status ok."""
+    if not (root / "probes").is_dir():
+        raise SystemExit(f"study: --replicates_last {root}: no probes/ folder there "
+                         "(give the root of an earlier run, e.g. results/base_study/run5)")
+    ok = set()
+    for path in (root / "probes").glob("*/result.json"):
+        if json.loads(path.read_text()).get("status") == "ok":
+            ok.add(path.parent.name)
+    return frozenset(ok)
 
 
 def controls_jobs(st: Study, every: bool = False) -> list[dict]:
@@ -614,6 +629,10 @@ def main(argv=None) -> int:
     ap.add_argument("--controls_from", default=None,
                     help="an earlier run's root (its probes/): analyze shows its control rows "
                          "(pixels, oracle) where this run has none, marked and named in tables.md")
+    ap.add_argument("--replicates_last", default=None,
+                    help="an earlier run's root (its probes/): probes it measured (same id) go to "
+                         "the end of the queue, so new measurements come first and a deadline "
+                         "cuts the replicates (a second pretraining of the same cells)")
     ap.add_argument("--early_controls", type=int, default=None,
                     help="workers of the controls run beside the pretraining (0: after the cells; "
                          "default: the scale's setting)")
@@ -638,6 +657,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"study: --controls_from {args.controls_from}: no probes/ folder there "
                              "(give the root of an earlier run, e.g. results/base_study/run4)")
         st.s["controls_from"] = str(args.controls_from)
+    if args.replicates_last:
+        measured_ids(Path(args.replicates_last))   # a wrong path fails now, not after the pretraining
     if args.early_controls is not None:
         st.s["early_controls"] = args.early_controls
     if args.compile_tracking is not None:
@@ -731,7 +752,12 @@ def main(argv=None) -> int:
             st.log(f"selected cells (best val, seed 0): {cells}")
         make = {"cells": lambda: cells_jobs(st, cells), "controls": lambda: controls_jobs(st),
                 "budget": lambda: budget_jobs(st, cells)}
-        run_jobs(st, queue_order({s: make[s]() for s in later}), "+".join(later))
+        measured = measured_ids(Path(args.replicates_last)) if args.replicates_last else frozenset()
+        queue = queue_order({s: make[s]() for s in later}, measured)
+        if measured:
+            st.log(f"replicates last: {sum(j['id'] in measured for j in queue)} of {len(queue)} "
+                   f"probes were measured in {args.replicates_last}")
+        run_jobs(st, queue, "+".join(later))
         for s in later:
             st.mark(s, time.time() - t0)
         st.log(f"{'+'.join(later)}: done in {time.time() - t0:.1f} s")

@@ -177,6 +177,30 @@ def test_the_queue_puts_the_goal_analogs_cells_first_then_the_budget_then_the_re
     assert fractions[:2] == [("point_tracks", "p005", "I-WALT"), ("point_tracks", "p005", "V-WALT")]
 
 
+def test_probes_an_earlier_run_measured_go_last_in_their_own_order(st, tmp_path):
+    cells = {m: {k: [4, 0] for k in S.GRID_TASKS} for m in S.MODELS}
+    for m in S.MODELS:
+        for tag in S.BUDGET_TAGS:
+            S.write_json(st.walt_path(m, tag), {})
+    stage_jobs = {"cells": S.cells_jobs(st, cells), "budget": S.budget_jobs(st, cells)}
+    plain = [j["id"] for j in S.queue_order(stage_jobs)]
+    earlier = S.Study(tmp_path / "earlier", "tiny", 1, None)
+    done = [j for j in stage_jobs["cells"] if j["model"] == "I-WALT"][:5]
+    for j in done:
+        _write(earlier, j, "acc", True, 0.5, 0.5)
+    failed = stage_jobs["budget"][0]   # a failed probe is not a measurement
+    S.write_json(earlier.root / "probes" / failed["id"] / "result.json", {"status": "failed"})
+    measured = S.measured_ids(earlier.root)
+    assert measured == {j["id"] for j in done}
+    queue = [j["id"] for j in S.queue_order(stage_jobs, measured)]
+    assert sorted(queue) == sorted(plain)
+    assert set(queue[-len(done):]) == measured
+    assert queue[:-len(done)] == [i for i in plain if i not in measured]
+    assert queue[-len(done):] == [i for i in plain if i in measured]
+    with pytest.raises(SystemExit, match="no probes/ folder"):
+        S.measured_ids(tmp_path / "nowhere")
+
+
 def test_a_deadline_skips_whole_groups_and_a_started_groups_later_probes(st, monkeypatch):
     from runners import gin_setup, trial
     jobs = S.make_jobs([("I-WALT", "final", "depth", 8, 0, s) for s in (0, 1)])
