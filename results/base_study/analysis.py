@@ -48,18 +48,71 @@ def _row(res: dict) -> dict:
 
 
 def borrowed_controls(st, have: list[dict]) -> list[dict]:
-    """Control results of the run named by `controls_from` (its probes/) for the control probes
-    this run lacks, each marked with that run as its `source`."""
-    src = st.s.get("controls_from")
-    if not src:
-        return []
+    """Control results of the runs named by `controls_from` (their probes/) for the control
+    probes this run lacks: per probe the first run with an ok result (else the first with any),
+    marked with that run as its `source`."""
+    sources = st.s.get("controls_from") or []
+    sources = [sources] if isinstance(sources, str) else sources   # settings of older runs
     have_ids = {r["job"]["id"] for r in have}
     rows = []
     for j in S.controls_jobs(st, every=True):
+        found = [(src, json.loads(path.read_text())) for src in sources
+                 if j["id"] not in have_ids and (path := Path(src) / "probes" / j["id"] / "result.json").is_file()]
+        if found:
+            src, res = next((f for f in found if f[1].get("status") == "ok"), found[0])
+            rows.append({**res, "source": src})
+    return rows
+
+
+def borrowed_trivial(st, trivial: dict) -> dict[str, str]:
+    """Adds to `trivial` (data/trivial.json's form) the analogs this run did not render, from
+    the first `controls_from` run whose results/trivial.csv has them (same seeds and sizes:
+    the same clips); returns {analog: that run}."""
+    sources = st.s.get("controls_from") or []
+    sources = [sources] if isinstance(sources, str) else sources
+    taken = {}
+    for src in sources:
+        path = Path(src) / "results" / "trivial.csv"
+        if not path.is_file():
+            continue
+        with open(path) as fh:
+            for row in csv.DictReader(fh):
+                if row["task"] in trivial or not row.get("test"):
+                    continue
+                trivial[row["task"]] = {split: {"metric": row["metric"], "value": float(row[split]),
+                                                "predictor": row["predictor"]} for split in ("val", "test")}
+                trivial[row["task"]]["sizes"] = {s: int(row[f"n_{s}"]) for s in ("train", "val", "test")
+                                                 if row.get(f"n_{s}")}
+                taken[row["task"]] = src
+    return taken
+
+
+def borrowed_probes(st, have: list[dict], jobs: list[dict]) -> list[dict]:
+    """Results of the run named by `probes_from` (its probes/) for the WALT probes among `jobs`
+    this run lacks, where that probe read the same bytes: the tokenizer's and the probed WALT
+    checkpoint's sha256 are equal in both runs' digest lists. Each is marked with that run as
+    its `source`; a probe whose checkpoint differs (or is unlisted) is not borrowed."""
+    src = st.s.get("probes_from")
+    if not src:
+        return []
+    mine, theirs = S.checkpoint_digests_of(st.root), S.checkpoint_digests_of(Path(src))
+    tokenizer = "tokenizer/export/tokenizer.safetensors"
+    if not mine.get(tokenizer) or mine.get(tokenizer) != theirs.get(tokenizer):
+        return []
+    have_ids = {r["job"]["id"] for r in have}
+    rows = []
+    for j in jobs:
+        ckpt = st.walt_path(j["model"], j["ckpt"]).relative_to(st.root).as_posix()
         path = Path(src) / "probes" / j["id"] / "result.json"
-        if j["id"] not in have_ids and path.is_file():
+        if (j["id"] not in have_ids and path.is_file() and mine.get(ckpt)
+                and mine.get(ckpt) == theirs.get(ckpt)):
             rows.append({**json.loads(path.read_text()), "source": src})
     return rows
+
+
+def _with_borrowed(st, jobs: list[dict]) -> list[dict]:
+    own = S.load_results(st, jobs)
+    return own + borrowed_probes(st, own, jobs)
 
 
 def _seed_stats(rows: list[dict], keys: tuple) -> list[dict]:
@@ -75,7 +128,9 @@ def _seed_stats(rows: list[dict], keys: tuple) -> list[dict]:
                     "test_mean": float(np.mean(tv)) if tv else None,
                     "test_spread": float(np.max(tv) - np.min(tv)) if len(tv) > 1 else None,
                     "val_mean": float(np.mean(vv)) if vv else None,
-                    "higher_is_better": rs[0]["higher_is_better"]})
+                    "higher_is_better": rs[0]["higher_is_better"],
+                    # the earlier runs some of these seeds come from ('' if all are this run's)
+                    "source": ", ".join(sorted({r.get("source") or "" for r in rs} - {""}))})
     return out
 
 
@@ -125,18 +180,37 @@ def pretraining_summary(st) -> tuple[list[dict], dict]:
 
 
 def checkpoint_digests(st) -> list[dict]:
+    """The exported checkpoints' sha256: hashed where they are (the GPU machine), else read from
+    the digest list the run brought back (an analysis away from the checkpoints)."""
     out = []
     for stage in ("tokenizer", "iwalt", "vwalt"):
         for f in sorted((st.root / stage / "export").glob("*.safetensors")):
             h = hashlib.sha256(f.read_bytes()).hexdigest()
             out.append({"file": f"{stage}/export/{f.name}", "bytes": f.stat().st_size, "sha256": h})
+    if not out:
+        out = [{"file": name, "bytes": None, "sha256": digest}
+               for name, digest in sorted(S.checkpoint_digests_of(st.root).items())
+               if name.split("/")[0] in ("tokenizer", "iwalt", "vwalt")]
     return out
+
+
+def spearman_exact_p(x, y) -> float:
+    """Two-sided p of Spearman's rho by exact permutation (all n! pairings; n <= 8 here, at most
+    40,320): at six points the t approximation scipy's spearmanr uses reports p = 0 for a
+    perfect rank order, whose exact p is 2 / 720 = 0.0028."""
+    from scipy import stats
+    if len(x) > 8:
+        return float(stats.spearmanr(x, y).pvalue)
+    res = stats.permutation_test((np.asarray(x),), lambda a: stats.spearmanr(a, y).statistic,
+                                 permutation_type="pairings", n_resamples=np.inf, alternative="two-sided")
+    return float(res.pvalue)
 
 
 def correlations(budget_stats: list[dict], losses: dict) -> list[dict]:
     """Tables 1-2: Pearson and Spearman of the seed-mean test metric vs the pretraining
     validation loss (the model's own objective: clips for V-WALT, image stacks for I-WALT, and
-    both listed) and vs the budget fraction, per task and model, with p-values (scipy)."""
+    both listed) and vs the budget fraction, per task and model, with p-values (scipy):
+    Pearson's from the t distribution, Spearman's exact (`spearman_exact_p`)."""
     from scipy import stats
     out = []
     for model in S.MODELS:
@@ -156,7 +230,7 @@ def correlations(budget_stats: list[dict], losses: dict) -> list[dict]:
                 frac, loss, metric = (np.array(x) for x in zip(*pts))
                 for name, x in (("val_loss", loss), ("budget", frac)):
                     pr, pp = stats.pearsonr(x, metric)
-                    sr, sp = stats.spearmanr(x, metric)
+                    sr, sp = stats.spearmanr(x, metric).statistic, spearman_exact_p(x, metric)
                     row.update({f"pearson_{name}": float(pr), f"pearson_{name}_p": float(pp),
                                 f"spearman_{name}": float(sr), f"spearman_{name}_p": float(sp)})
             out.append(row)
@@ -220,15 +294,16 @@ def write_all(st) -> None:
     res.mkdir(exist_ok=True)
     trivial_path = st.root / "data" / "trivial.json"
     trivial = json.loads(trivial_path.read_text()) if trivial_path.is_file() else {}
+    trivial_from = borrowed_trivial(st, trivial)
     cells_path = res / "selected_cells.json"
     cells = json.loads(cells_path.read_text()) if cells_path.is_file() else S.select_cells(st)
 
     grid_rows = [_row(r) for r in S.load_results(st, S.grid_jobs(st))]
-    cell_rows = [_row(r) for r in S.load_results(st, S.cells_jobs(st, cells))]
-    budget_rows = [_row(r) for r in S.load_results(st, S.budget_jobs(st, cells))]
+    cell_rows = [_row(r) for r in _with_borrowed(st, S.cells_jobs(st, cells))]
+    budget_rows = [_row(r) for r in _with_borrowed(st, S.budget_jobs(st, cells))]
     own_controls = S.load_results(st, S.controls_jobs(st))
     control_rows = [_row(r) for r in own_controls + borrowed_controls(st, own_controls)]
-    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t", "recipe", "source"))
+    cell_stats = _seed_stats(cell_rows + control_rows, ("model", "task", "block", "t", "recipe"))
     budget_stats = _seed_stats(budget_rows, ("model", "task", "ckpt", "block", "t"))
     pre_rows, losses = pretraining_summary(st)
     corr = correlations(budget_stats, losses)
@@ -239,7 +314,8 @@ def write_all(st) -> None:
                        ("tables_1_2", corr), ("checkpoints_sha256", digests),
                        ("trivial", [{"task": k, "metric": v["val"]["metric"], "val": v["val"]["value"],
                                      "test": v["test"]["value"], "predictor": v["val"]["predictor"],
-                                     **{f"n_{s}": n for s, n in v["sizes"].items()}}
+                                     **{f"n_{s}": n for s, n in v["sizes"].items()},
+                                     "source": trivial_from.get(k, "")}
                                     for k, v in trivial.items()])):
         _write_csv(res / f"{name}.csv", rows)
     val_losses = [{"model": m, "tag": t, **{k: v for k, v in e.items() if k.startswith("val_mse") or k == "step"}}
@@ -278,7 +354,8 @@ def write_all(st) -> None:
                       and c["recipe"] == recipe), None)
             if r is None or r["test_mean"] is None:
                 return "-", None
-            cellname = f" (b{r['block']} t{r['t']})" if model in S.MODELS else " †" if r["source"] else ""
+            mark = ("‡" if model in S.MODELS else "†") if r["source"] else ""
+            cellname = (f" (b{r['block']} t{r['t']})" if model in S.MODELS else "") + (f" {mark}" if mark else "")
             return f"{r['test_mean']:.3f} ± {_fmt(r['test_spread'])}{cellname}", r["test_mean"]
         (i_s, i_v), (v_s, v_v) = cell("I-WALT"), cell("V-WALT")
         rel = "-"
@@ -287,15 +364,22 @@ def write_all(st) -> None:
             rel = f"{100 * ((v_v - i_v) if hib else (i_v - v_v)) / abs(i_v):+.0f} %"
         triv = trivial.get(task, {}).get("test", {}).get("value")
         metric = trivial.get(task, {}).get("test", {}).get("metric", "")
-        lines.append(f"| {task} | {metric} | {i_s} | {v_s} | {rel} | {cell('pixels')[0]} | {cell('oracle')[0]} | {_fmt(triv)} |")
+        triv_s = _fmt(triv) + (" †" if task in trivial_from else "")
+        lines.append(f"| {task} | {metric} | {i_s} | {v_s} | {rel} | {cell('pixels')[0]} | {cell('oracle')[0]} | {triv_s} |")
         for recipe, tasks in S.RECIPE_TASKS.items():
             if task in tasks and any(c["recipe"] == recipe and c["task"] == task for c in cell_stats):
                 lines.append(f"| {task}, recipe '{recipe}' | {metric} | {cell('I-WALT', recipe)[0]} | "
                              f"{cell('V-WALT', recipe)[0]} | - | {cell('pixels', recipe)[0]} | "
-                             f"{cell('oracle', recipe)[0]} | {_fmt(triv)} |")
-    if any(r["source"] for r in control_rows):
-        lines += ["", f"† measured by an earlier run ({st.s['controls_from']}, its probes/; the same "
+                             f"{cell('oracle', recipe)[0]} | {triv_s} |")
+    if any(r["source"] for r in control_rows) or trivial_from:
+        named = ", ".join(sorted({r["source"] for r in control_rows if r["source"]} | set(trivial_from.values())))
+        lines += ["", f"† measured by an earlier run ({named}, its probes/; the same "
                   "analogs' seeds and sizes, the same readout settings), where this run has no such probe."]
+    borrowed = sorted({r["source"] for r in cell_rows + budget_rows if r["source"]})
+    if borrowed:
+        lines += ["", f"‡ some or all seeds measured by an earlier run ({', '.join(borrowed)}, its probes/) "
+                  "on a byte-identical backbone: the tokenizer's and that WALT checkpoint's sha256 "
+                  "are equal in both runs' checkpoints_sha256_device.txt; this run has no such probe."]
     recipes = {r: st.s.get("recipes", {}).get(r) for r in S.RECIPE_TASKS}
     lines += ["", f"Readout recipes beside the study's (same cells, same features): {json.dumps(recipes)}."]
     lines += ["", "## Training budget (test, seed mean ± spread)", "",
@@ -306,9 +390,12 @@ def write_all(st) -> None:
             for tag in S.BUDGET_TAGS:
                 ckpt = "final" if tag == "p100" else tag
                 r = next((b for b in budget_stats if b["model"] == model and b["task"] == task and b["ckpt"] == ckpt), None)
-                vals.append("-" if r is None or r["test_mean"] is None else f"{r['test_mean']:.3f} ± {_fmt(r['test_spread'])}")
+                vals.append("-" if r is None or r["test_mean"] is None else
+                            f"{r['test_mean']:.3f} ± {_fmt(r['test_spread'])}" + (" ‡" if r["source"] else ""))
             lines.append(f"| {model} | {task} | " + " | ".join(vals) + " |")
     lines += ["", "## Tables 1-2: correlation of the probe metric with the validation loss and the budget", "",
+              "Seed-0 test metric per checkpoint; p two-sided: Pearson's from the t distribution, "
+              "Spearman's by exact permutation (n! pairings).", "",
               "| model | task | n | Pearson r (p) vs val loss | Spearman rho (p) vs val loss | Pearson r (p) vs budget | Spearman rho (p) vs budget |",
               "|---|---|---|---|---|---|---|"]
     for r in corr:

@@ -87,7 +87,13 @@ $(grep -l '"status": "failed"' "$root"/probes/*/result.json 2>/dev/null | wc -l)
       | sort | xargs -r sha256sum > checkpoints_sha256_device.txt)
     (cd "$root" && tar czf "$out/study_run.tgz" --exclude='*.safetensors' --exclude='*.pt' \
       --exclude='*.ckpt' --exclude='./pool' --exclude='./synthetic' --exclude='./cache' \
-      --exclude='./code' --exclude='*/checkpoints' --exclude='./bitwise/pool' .)
+      --exclude='./code' --exclude='*/checkpoints' --exclude='./bitwise/pool' \
+      --exclude='./bitwise/*_[AB]' .)
+    # A call brings back files of at most 16 MiB (run 6's archive was 22 MB): larger ones in
+    # parts; here: cat "$out"/study_run.tgz.part_* > study_run.tgz
+    if [ "$(stat -c %s "$out/study_run.tgz")" -gt $((15 * 1024 * 1024)) ]; then
+      split -b 15M "$out/study_run.tgz" "$out/study_run.tgz.part_" && rm "$out/study_run.tgz"
+    fi
     ls -la "$out" ;;
   *)
     echo "device_session.sh: unknown command '$cmd' (start, poll or pack)" >&2; exit 2 ;;

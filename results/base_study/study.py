@@ -545,8 +545,9 @@ def budget_jobs(st: Study, cells: dict) -> list[dict]:
                 # A run too short for distinct fraction steps (the tiny scale) lacks some tags.
                 # Analysis away from the checkpoints (results copied off the GPU machine) keeps
                 # the tags that were probed there.
+                roots = [st.root, *([Path(st.s["probes_from"])] if st.s.get("probes_from") else [])]
                 tags = [tag for tag in BUDGET_TAGS if tag == "p100" or st.walt_path(m, tag).is_file()
-                        or any((st.root / "probes").glob(f"{m}_{tag}_{name}_*/result.json"))]
+                        or any(any((r / "probes").glob(f"{m}_{tag}_{name}_*/result.json")) for r in roots)]
                 rows += [(m, "final" if tag == "p100" else tag, name, b, t, s)
                          for tag in tags for s in st.s.get("budget_seeds", st.s["seeds"])]
     return make_jobs(rows)
@@ -569,6 +570,24 @@ def queue_order(stage_jobs: dict[str, list[dict]], measured: frozenset[str] = fr
     jobs = goal + budget + rest + stage_jobs.get("controls", [])
     queue = list({j["id"]: j for j in jobs}.values())
     return [j for j in queue if j["id"] not in measured] + [j for j in queue if j["id"] in measured]
+
+
+def checkpoint_digest_file(root: Path) -> Path | None:
+    """A run's checkpoint digests (device_session.sh pack writes them at the root; a committed
+    run keeps them in logs/)."""
+    for path in (root / "checkpoints_sha256_device.txt", root / "logs" / "checkpoints_sha256_device.txt"):
+        if path.is_file():
+            return path
+    return None
+
+
+def checkpoint_digests_of(root: Path) -> dict[str, str]:
+    """{path under the run's root: sha256} from its digest file ({} without one)."""
+    path = checkpoint_digest_file(root)
+    if path is None:
+        return {}
+    return {name: digest for digest, name in (line.split(None, 1) for line in
+                                              path.read_text().split("\n") if line.strip())}
 
 
 def measured_ids(root: Path) -> frozenset[str]:
@@ -626,9 +645,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cells_from", default=None,
                     help="selected_cells.json of an earlier run of the same recipes: probe cells and "
                          "budget there instead of selecting on this run's grid (which then need not run)")
-    ap.add_argument("--controls_from", default=None,
-                    help="an earlier run's root (its probes/): analyze shows its control rows "
-                         "(pixels, oracle) where this run has none, marked and named in tables.md")
+    ap.add_argument("--controls_from", nargs="+", default=None,
+                    help="earlier runs' roots (their probes/): analyze shows their control rows "
+                         "(pixels, oracle) where this run has none, the first run with an ok "
+                         "result winning; marked and named in tables.md")
+    ap.add_argument("--probes_from", default=None,
+                    help="an earlier run's root: analyze shows its WALT probes this run lacks where "
+                         "the backbone is byte-identical (tokenizer and WALT checkpoint sha256 equal "
+                         "in both runs' checkpoints_sha256_device.txt), marked and named in tables.md")
     ap.add_argument("--replicates_last", default=None,
                     help="an earlier run's root (its probes/): probes it measured (same id) go to "
                          "the end of the queue, so new measurements come first and a deadline "
@@ -652,11 +676,19 @@ def main(argv=None) -> int:
     st.s["control_analogs"] = args.control_analogs or list(ANALOGS)
     if args.seeds:
         st.s["seeds"] = args.seeds
-    if args.controls_from:
-        if not (Path(args.controls_from) / "probes").is_dir():
-            raise SystemExit(f"study: --controls_from {args.controls_from}: no probes/ folder there "
+    for root in args.controls_from or []:
+        if not (Path(root) / "probes").is_dir():
+            raise SystemExit(f"study: --controls_from {root}: no probes/ folder there "
                              "(give the root of an earlier run, e.g. results/base_study/run4)")
-        st.s["controls_from"] = str(args.controls_from)
+    if args.controls_from:
+        st.s["controls_from"] = [str(root) for root in args.controls_from]
+    if args.probes_from:
+        for root in (Path(args.probes_from), st.root):
+            if not checkpoint_digest_file(root):
+                raise SystemExit(f"study: --probes_from: no checkpoints_sha256_device.txt in {root} "
+                                 "(nor in its logs/): without both runs' digests no probe can be "
+                                 "shown to read the same backbone")
+        st.s["probes_from"] = str(args.probes_from)
     if args.replicates_last:
         measured_ids(Path(args.replicates_last))   # a wrong path fails now, not after the pretraining
     if args.early_controls is not None:

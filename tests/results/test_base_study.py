@@ -73,6 +73,19 @@ def test_correlations_use_the_models_own_validation_loss():
     assert i["spearman_val_loss"] == pytest.approx(1.0)                          # images rise
     assert v["spearman_budget"] == pytest.approx(1.0) and 0 <= v["pearson_budget_p"] <= 1
     assert rows[("V-WALT", "motion")]["n_points"] == 0 and "pearson_budget" not in rows[("V-WALT", "motion")]
+    # a perfect rank order of six points: exact two-sided p = 2 / 6! (scipy's t approximation: 0)
+    assert v["spearman_budget_p"] == pytest.approx(2 / 720)
+
+
+def test_the_exact_spearman_p_counts_pairings_at_least_as_extreme():
+    import itertools
+
+    from scipy import stats
+    x, y = [1, 2, 3, 4, 5], [2, 1, 3, 5, 4]                 # rho = 0.8
+    rhos = [stats.spearmanr(x, p).statistic for p in itertools.permutations(y)]
+    expected = sum(abs(r) >= 0.8 - 1e-9 for r in rhos) / len(rhos)
+    assert 0 < expected < 0.2
+    assert analysis.spearman_exact_p(x, y) == pytest.approx(expected)
 
 
 def test_probes_out_of_device_memory_run_again_with_fewer_workers(st, monkeypatch):
@@ -228,12 +241,73 @@ def test_analysis_shows_an_earlier_runs_controls_where_this_run_has_none_and_mar
                   and not j["recipe"])
     _write(earlier, pixels, "abs_rel", False, 0.27, 0.28)
     _write(earlier, oracle, "abs_rel", False, 0.5, 0.5)   # this run has its own: not borrowed
-    st.s["controls_from"] = str(earlier.root)
+    st.s["controls_from"] = [str(earlier.root)]
     analysis.write_all(st)
     row = next(line for line in (st.root / "results" / "tables.md").read_text().splitlines()
                if line.startswith("| depth | "))
     assert "| 0.280 ± - † | 0.120 ± - |" in row
     assert str(earlier.root) in (st.root / "results" / "tables.md").read_text()
+    # several runs: per probe the first with an ok result; a failed one gives way to a later run
+    older = S.Study(tmp_path / "older", "tiny", 1, None)
+    pixels1 = next(j for j in every if j["model"] == "pixels" and j["task"] == "depth" and j["seed"] == 1
+                   and not j["recipe"])
+    _write(older, pixels, "abs_rel", False, 0.9, 0.9)
+    S.write_json(earlier.root / "probes" / pixels1["id"] / "result.json", {"status": "failed", "job": pixels1})
+    _write(older, pixels1, "abs_rel", False, 0.30, 0.32)
+    st.s["controls_from"] = [str(earlier.root), str(older.root)]
+    analysis.write_all(st)
+    row = next(line for line in (st.root / "results" / "tables.md").read_text().splitlines()
+               if line.startswith("| depth | "))
+    assert "| 0.300 ± 0.040 † | 0.120 ± - |" in row   # 0.28 from the first run, 0.32 from the second
+    # an analog this run did not render takes its trivial predictor from those runs, marked
+    (older.root / "results").mkdir(parents=True, exist_ok=True)
+    (older.root / "results" / "trivial.csv").write_text(
+        "task,metric,val,test,predictor,n_train,n_val,n_test\ndepth,abs_rel,0.25,0.24,train mean,8,4,4\n")
+    analysis.write_all(st)
+    row = next(line for line in (st.root / "results" / "tables.md").read_text().splitlines()
+               if line.startswith("| depth | "))
+    assert row.endswith("| 0.240 † |") and "| abs_rel |" in row
     del st.s["controls_from"]
     analysis.write_all(st)
     assert "†" not in (st.root / "results" / "tables.md").read_text()
+
+
+def test_analysis_borrows_an_earlier_runs_walt_probes_only_on_byte_identical_checkpoints(st, tmp_path):
+    cells = {m: {k: [4, 0] for k in S.GRID_TASKS} for m in S.MODELS}
+    S.write_json(st.root / "results" / "selected_cells.json", cells)
+    earlier = S.Study(tmp_path / "earlier", "tiny", 1, None)
+    jobs = [j for j in S.cells_jobs(st, cells) if j["task"] == "objects" and not j["recipe"]]
+    i0, i1, v0 = (next(j for j in jobs if j["model"] == m and j["seed"] == s)
+                  for m, s in (("I-WALT", 0), ("I-WALT", 1), ("V-WALT", 0)))
+    _write(st, i0, "top1", True, 0.50, 0.40)        # this run's own seed 0
+    for j, test in ((i0, 0.99), (i1, 0.60), (v0, 0.70)):
+        _write(earlier, j, "top1", True, test, test)
+
+    def digests(root, tok, iwalt, vwalt):
+        names = {"tokenizer/export/tokenizer.safetensors": tok,
+                 st.walt_path("I-WALT", "final").relative_to(st.root).as_posix(): iwalt,
+                 st.walt_path("V-WALT", "final").relative_to(st.root).as_posix(): vwalt}
+        (root / "checkpoints_sha256_device.txt").write_text("".join(f"{d}  {n}\n" for n, d in names.items()))
+    digests(st.root, "t" * 64, "a" * 64, "b" * 64)
+    (earlier.root / "logs").mkdir(parents=True)
+    digests(earlier.root / "logs", "t" * 64, "a" * 64, "c" * 64)   # V-WALT differs: not borrowed
+    st.s["probes_from"] = str(earlier.root)
+    analysis.write_all(st)
+    rows = {(r["model"], r["seed"]): r for r in csv_rows(st.root / "results" / "cells.csv")
+            if r["task"] == "objects" and not r["recipe"]}
+    assert rows[("I-WALT", "0")]["test"] == "0.4" and not rows[("I-WALT", "0")]["source"]   # own kept
+    assert rows[("I-WALT", "1")]["source"] == str(earlier.root)
+    assert ("V-WALT", "0") not in rows
+    line = next(x for x in (st.root / "results" / "tables.md").read_text().splitlines()
+                if x.startswith("| objects | "))
+    assert "0.500 ± 0.200 (b4 t0) ‡" in line          # seeds 0.40 (own) and 0.60 (borrowed)
+    assert "byte-identical" in (st.root / "results" / "tables.md").read_text()
+    digests(earlier.root / "logs", "x" * 64, "a" * 64, "b" * 64)   # another tokenizer: nothing
+    analysis.write_all(st)
+    assert "‡" not in (st.root / "results" / "tables.md").read_text()
+
+
+def csv_rows(path):
+    import csv
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
