@@ -47,12 +47,17 @@ def _row(res: dict) -> dict:
             "error": (res.get("error") or "")[:200], "source": res.get("source", "")}
 
 
+def control_sources(st) -> list[str]:
+    """The runs named by `controls_from`, in priority order (one string in older runs' settings)."""
+    sources = st.s.get("controls_from") or []
+    return [sources] if isinstance(sources, str) else list(sources)
+
+
 def borrowed_controls(st, have: list[dict]) -> list[dict]:
     """Control results of the runs named by `controls_from` (their probes/) for the control
     probes this run lacks: per probe the first run with an ok result (else the first with any),
     marked with that run as its `source`."""
-    sources = st.s.get("controls_from") or []
-    sources = [sources] if isinstance(sources, str) else sources   # settings of older runs
+    sources = control_sources(st)
     have_ids = {r["job"]["id"] for r in have}
     rows = []
     for j in S.controls_jobs(st, every=True):
@@ -68,10 +73,8 @@ def borrowed_trivial(st, trivial: dict) -> dict[str, str]:
     """Adds to `trivial` (data/trivial.json's form) the analogs this run did not render, from
     the first `controls_from` run whose results/trivial.csv has them (same seeds and sizes:
     the same clips); returns {analog: that run}."""
-    sources = st.s.get("controls_from") or []
-    sources = [sources] if isinstance(sources, str) else sources
     taken = {}
-    for src in sources:
+    for src in control_sources(st):
         path = Path(src) / "results" / "trivial.csv"
         if not path.is_file():
             continue

@@ -3,8 +3,8 @@
   python results/base_study/bitwise.py --root R [--steps 60] [--deterministic 1] [--pool P] [--binding B]
 
 Runs the study's two pretraining recipes (experiments/base_study/pretrain_tokenizer.gin, then
-pretrain_walt.gin for I-WALT and V-WALT, both pairs at once) twice each, copies A and B at the same time, through the
-real CLI, shortened to --steps steps (every other setting as in the study: data, batch, seeds,
+pretrain_walt.gin for I-WALT and V-WALT, both pairs at once) twice each, copies A and B at the
+same time, through the real CLI, shortened to --steps steps (every other setting as in the study: data, batch, seeds,
 augmentation, bf16, torch.compile for WALT, asynchronous checkpoint writes), and compares the
 sha256 of every exported checkpoint of A with B's. Both WALT copies start from copy A's
 tokenizer, so the WALT comparison does not inherit a tokenizer difference.
